@@ -1,0 +1,25 @@
+"""declarative_train: declarative, config-as-code training for PyTorch.
+
+The executor and tasks work without Hydra; ``declarative_train.metrics`` works from any PyTorch
+loop. The ``dtrain`` command composes configs from ``conf/`` and runs them.
+"""
+
+from declarative_train.engine import Event, Executor
+from declarative_train.engine.scheduling import SchedulerSpec
+from declarative_train.precision import Precision
+from declarative_train.tasks import Classification, Regression, StepOutput, Task, auto_move_data
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Classification",
+    "Event",
+    "Executor",
+    "Precision",
+    "Regression",
+    "SchedulerSpec",
+    "StepOutput",
+    "Task",
+    "__version__",
+    "auto_move_data",
+]

@@ -1,0 +1,133 @@
+"""Resolved config -> components -> executor. The only place that calls ``instantiate``."""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from declarative_train.accelerators import Accelerator, accelerator_class, resolve_accelerator_name
+from declarative_train.accelerators.cuda import parse_cuda_devices
+from declarative_train.config.schema import TrainerConfig
+from declarative_train.config.targets import SCHEDULER_KEYS
+from declarative_train.distributed import Distribution, SingleProcess
+from declarative_train.engine.executor import Executor
+from declarative_train.engine.scheduling import SchedulerSpec
+from declarative_train.precision import Precision
+
+
+@attrs.define
+class Components:
+    """Everything a run is made of, built from the config and not yet started."""
+
+    task: torch.nn.Module
+    data: Any
+    optimizer: Any
+    scheduler: SchedulerSpec | None
+    metrics: dict[str, Any]
+    callbacks: dict[str, Any]
+    loggers: dict[str, Any]
+    accelerator: Accelerator
+    distribution: Distribution
+    precision: Precision
+    settings: TrainerConfig
+    seed: int
+
+    def executor(self) -> Executor:
+        """An executor wired from these components."""
+        return Executor(
+            task=self.task, data=self.data, optimizer=self.optimizer, scheduler=self.scheduler,
+            metrics=self.metrics, callbacks=self.callbacks, loggers=list(self.loggers.values()),
+            accelerator=self.accelerator, distribution=self.distribution, precision=self.precision,
+            settings=self.settings, seed=self.seed,
+        )
+
+
+def seed_everything(seed: int | None, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch; optionally ask torch for deterministic algorithms."""
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+
+
+def _make(node: Any) -> Any:
+    return instantiate(node, _convert_="all")
+
+
+def build_accelerator(cfg: DictConfig) -> Accelerator:
+    """The accelerator for ``cfg.accelerator`` in this process."""
+    acc = cfg.accelerator
+    name = resolve_accelerator_name(acc.name)
+    cls = accelerator_class(name)
+    if name == "gpu":
+        index = parse_cuda_devices(OmegaConf.to_object(acc.devices) if OmegaConf.is_config(acc.devices) else acc.devices)[0]
+        return cls(torch.device("cuda", index), float32_matmul_precision=acc.float32_matmul_precision)  # type: ignore[call-arg]
+    return cls()  # type: ignore[call-arg]
+
+
+def build_scheduler(node: Any) -> SchedulerSpec | None:
+    """A :class:`SchedulerSpec` from the scheduler node (``None`` when empty)."""
+    if not node:
+        return None
+    container = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    assert isinstance(container, dict)
+    options = {key: container.pop(key) for key in list(container) if key in SCHEDULER_KEYS}
+    return SchedulerSpec(factory=_make(container), **options)
+
+
+def build(cfg: DictConfig) -> Components:
+    """Instantiate every component of ``cfg`` (already validated)."""
+    accelerator = build_accelerator(cfg)
+    settings = OmegaConf.to_object(cfg.trainer) if OmegaConf.is_config(cfg.trainer) else cfg.trainer
+    assert isinstance(settings, TrainerConfig)
+    return Components(
+        task=_make(cfg.model),
+        data=_make(cfg.data),
+        optimizer=_make(cfg.optimizer),
+        scheduler=build_scheduler(cfg.get("scheduler")),
+        metrics={name: _make(node) for name, node in (cfg.get("metrics") or {}).items()},
+        callbacks={name: _make(node) for name, node in (cfg.get("callbacks") or {}).items()},
+        loggers={name: _make(node) for name, node in (cfg.get("logger") or {}).items()},
+        accelerator=accelerator,
+        distribution=SingleProcess(),
+        precision=Precision(cfg.precision.mode, accelerator.autocast_device_type),
+        settings=settings,
+        seed=cfg.seed if cfg.seed is not None else 0,
+    )
+
+
+def describe(components: Components) -> str:
+    """The object graph, one line per component, for ``dry_run=true``."""
+    def name(obj: Any) -> str:
+        target = getattr(obj, "func", obj)  # partials
+        kind = getattr(target, "__qualname__", type(target).__qualname__)
+        return f"{getattr(target, '__module__', type(obj).__module__)}.{kind}"
+
+    lines = ["Object graph:"]
+    lines.append(f"  task: {name(components.task)}")
+    for child_name, child in components.task.named_children():
+        params = sum(p.numel() for p in child.parameters())
+        lines.append(f"    {child_name}: {name(child)} ({params:,} parameters)")
+    lines.append(f"  data: {name(components.data)} (batch_size={getattr(components.data, 'batch_size', '?')})")
+    keywords = getattr(components.optimizer, "keywords", {})
+    lines.append(f"  optimizer: {name(components.optimizer)} {keywords}")
+    if components.scheduler is not None:
+        spec = components.scheduler
+        lines.append(f"  scheduler: {name(spec.factory)} (interval={spec.interval}, frequency={spec.frequency})")
+    for group in ("metrics", "callbacks", "loggers"):
+        for key, obj in getattr(components, group).items():
+            lines.append(f"  {group}.{key}: {name(obj)}")
+    lines.append(f"  accelerator: {components.accelerator.describe()}")
+    lines.append(f"  distribution: {type(components.distribution).__name__} (world_size={components.distribution.world_size})")
+    lines.append(f"  precision: {components.precision.mode}")
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""Entry points ``dtrain`` and ``dtrain-eval``: compose -> validate -> run, with exit codes.
+
+Exit codes: 0 success; 2 invalid configuration or command line (one message, every problem with
+its key path, no traceback unless ``HYDRA_FULL_ERROR=1``); 1 a failure during the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from declarative_train.config.issues import ConfigError
+from declarative_train.config.store import register_schemas
+
+EXIT_RUN_FAILED = 1
+EXIT_BAD_CONFIG = 2
+_RUN_TOKEN = secrets.token_hex(3)  # one per launching process: two runs never share a folder
+
+
+def config_dir() -> str:
+    """The shipped ``conf/``: inside the installed package, or at the repository root."""
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / "conf", package_dir.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"declarative_train's conf/ folder is missing (looked next to {package_dir})")
+
+
+#: Groups whose choice names are numbers (``precision=32``): Hydra would read those as ints.
+NUMERIC_CHOICE_GROUPS = ("precision",)
+_NUMERIC_CHOICE = re.compile(r"^(?P<key>[+~]?(?:%s))=(?P<value>[0-9][0-9,]*(?:,[^,]+)*)$" % "|".join(NUMERIC_CHOICE_GROUPS))
+
+
+def quote_numeric_choices(args: list[str]) -> list[str]:
+    """Quote numeric group choices so Hydra reads them as names: ``precision=32`` -> ``precision='32'``."""
+    out = []
+    for arg in args:
+        match = _NUMERIC_CHOICE.match(arg)
+        if match:
+            items = [f"'{v}'" if v.isdigit() else v for v in match["value"].split(",")]
+            arg = f"{match['key']}={','.join(items)}"
+        out.append(arg)
+    return out
+
+
+def _register() -> None:
+    register_schemas()
+    if not OmegaConf.has_resolver("dt_unique"):
+        OmegaConf.register_new_resolver("dt_unique", lambda: _RUN_TOKEN)
+
+
+def _is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _train_job(cfg: DictConfig) -> Any:
+    from declarative_train.build import build, describe
+    from declarative_train.config.validate import validate_config
+    from declarative_train.run import RunFailed, objective, run_job
+
+    try:
+        validate_config(cfg)
+    except ConfigError as exc:
+        if _is_multirun():
+            raise  # the sweep records this job as failed and goes on
+        print(exc.format(), file=sys.stderr)
+        sys.exit(EXIT_BAD_CONFIG)
+    if cfg.dry_run:
+        print(describe(build(cfg)))
+        return None
+    try:
+        results = run_job(cfg)
+    except RunFailed as exc:
+        if _is_multirun():
+            raise
+        print(f"error: {exc} (details in {cfg.paths.output_dir}/train.log)", file=sys.stderr)
+        sys.exit(EXIT_RUN_FAILED)
+    return objective(cfg, results)
+
+
+def _main(config_name: str, job: Callable[[DictConfig], Any]) -> None:
+    _register()
+    sys.argv[1:] = quote_numeric_choices(sys.argv[1:])
+    show_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Let Hydra raise instead of printing, so its errors can be reported our way (exit 2).
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    entered = False
+
+    @hydra.main(config_path=config_dir(), config_name=config_name, version_base="1.3")
+    def hydra_entry(cfg: DictConfig) -> Any:
+        nonlocal entered
+        entered = True
+        return job(cfg)
+
+    try:
+        hydra_entry()
+    except Exception as exc:
+        if show_tracebacks:
+            raise
+        if not entered:
+            _report_bad_command_line(config_name, exc)
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_RUN_FAILED)
+
+
+def _report_bad_command_line(config_name: str, exc: Exception) -> None:
+    from hydra._internal.utils import get_args_parser
+
+    from declarative_train.config.diagnose import diagnose
+
+    args = get_args_parser().parse_known_args(sys.argv[1:])[0]
+    extra = [str(Path(args.config_dir).resolve())] if args.config_dir else []
+    try:
+        issues = diagnose(config_dir(), args.config_name or config_name, args.overrides, extra)
+    except Exception:  # the diagnosis itself must never hide Hydra's own message
+        issues = []
+    if issues:
+        print(ConfigError(issues).format(), file=sys.stderr)
+    else:
+        print(f"Invalid command line or configuration: {exc}", file=sys.stderr)
+    sys.exit(EXIT_BAD_CONFIG)
+
+
+def train_main() -> None:
+    """``dtrain``: fit, then test the best checkpoint."""
+    _main("train", _train_job)
+
+
+def eval_main() -> None:
+    """``dtrain-eval ckpt_path=PATH``: evaluate a checkpoint."""
+    from declarative_train.evaluate import eval_job
+
+    _main("eval", eval_job)

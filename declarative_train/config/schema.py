@@ -1,0 +1,152 @@
+"""attrs schemas for every config section that is not a ``_target_``.
+
+OmegaConf turns these into typed nodes: unknown keys and wrong types are rejected when Hydra
+composes. Fields typed ``Any`` accept several types (``limit_train_batches`` is a batch count
+when an int, a fraction when a float); their ranges are checked in ``validate.py``.
+Defaults are plain values, never ``attrs.Factory``: OmegaConf cannot read factories.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf needs typing generics
+
+import attrs
+from omegaconf import MISSING
+
+PRECISION_MODES = ("32", "64", "16-mixed", "bf16-mixed", "bf16-true")
+ACCELERATORS = ("auto", "cpu", "gpu", "tpu")
+STRATEGIES = ("auto", "single", "ddp", "ddp_spawn", "xla")
+
+
+@attrs.define(kw_only=True)
+class TrainerConfig:
+    """Loop settings; names follow Lightning's Trainer where one exists."""
+
+    max_epochs: int = 10
+    """Stop after this many epochs (-1: no epoch limit, then ``max_steps`` must be set)."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps (-1: no step limit)."""
+    limit_train_batches: Any = 1.0
+    """Train batches per epoch: an int is a count, a float in [0, 1] a fraction."""
+    limit_val_batches: Any = 1.0
+    """Validation batches per run: int count or float fraction."""
+    limit_test_batches: Any = 1.0
+    """Test batches per run: int count or float fraction."""
+    overfit_batches: Any = 0.0
+    """Train (and validate) on the same first N batches every epoch, unshuffled. 0 disables."""
+    fast_dev_run: Any = False
+    """True or N: run N (1) batches of train, val and test once, without checkpoints or logs."""
+    val_check_interval: Any = 1.0
+    """Validate every fraction of an epoch (float) or every N train batches (int)."""
+    check_val_every_n_epoch: int = 1
+    """Validate in every N-th epoch."""
+    accumulate_grad_batches: int = 1
+    """Sum gradients of N batches before each optimizer step."""
+    gradient_clip_val: Optional[float] = None
+    """Clip gradients to this value (``None``: no clipping)."""
+    gradient_clip_algorithm: str = "norm"
+    """``norm`` (total 2-norm) or ``value`` (element-wise)."""
+    log_every_n_steps: int = 50
+    """Log ``train/loss`` every N optimizer steps."""
+    deterministic: bool = False
+    """Use deterministic algorithms (``torch.use_deterministic_algorithms``)."""
+    compile: bool = False
+    """Wrap the model in ``torch.compile``."""
+
+
+@attrs.define(kw_only=True)
+class AcceleratorConfig:
+    """Where and on how many processes the job runs."""
+
+    name: str = "cpu"
+    """``auto``, ``cpu``, ``gpu`` (CUDA) or ``tpu`` (torch-xla)."""
+    devices: Any = 1
+    """Number of devices, a list of device indices, -1 for all, or ``auto``."""
+    num_nodes: int = 1
+    """Number of machines."""
+    strategy: str = "auto"
+    """``auto``, ``single``, ``ddp``, ``ddp_spawn`` or ``xla``."""
+    backend: Optional[str] = None
+    """torch.distributed backend (``None``: gloo on CPU, nccl on CUDA)."""
+    timeout_s: int = 600
+    """Timeout of collective operations, seconds."""
+    find_unused_parameters: bool = False
+    """Passed to DistributedDataParallel."""
+    sync_batchnorm: bool = False
+    """Convert BatchNorm layers to SyncBatchNorm under DDP."""
+    rdzv_endpoint: str = "localhost:0"
+    """Rendezvous ``host:port`` for multi-node runs (port 0: pick a free port, single node)."""
+    max_restarts: int = 0
+    """Elastic restarts of the worker group after a failure."""
+    float32_matmul_precision: Optional[str] = None
+    """``highest``, ``high`` (TF32) or ``medium`` for ``torch.set_float32_matmul_precision``."""
+
+
+@attrs.define(kw_only=True)
+class PrecisionConfig:
+    """Numeric precision of the training step."""
+
+    mode: str = "32"
+    """``32``, ``64``, ``16-mixed``, ``bf16-mixed`` or ``bf16-true``."""
+
+
+@attrs.define(kw_only=True)
+class PathsConfig:
+    """Where things are read and written."""
+
+    root_dir: str = "."
+    """The folder the command runs from."""
+    data_dir: str = "${paths.root_dir}/data"
+    """Where data modules that download or cache data keep it."""
+    output_dir: str = "${hydra:runtime.output_dir}"
+    """This run's folder (set by Hydra; workers receive it resolved)."""
+
+
+@attrs.define(kw_only=True)
+class TrainConfig:
+    """The whole job. Component sections (``model``, ``data``, ...) are ``_target_`` nodes."""
+
+    seed: Optional[int] = 42
+    """Seed for python, numpy and torch RNGs (``None``: do not seed)."""
+    train: bool = True
+    """Run fit."""
+    test: bool = True
+    """Run test after fit (on the best checkpoint when there is one)."""
+    ckpt_path: Optional[str] = None
+    """Checkpoint to resume fit from (or to evaluate, for ``dtrain-eval``)."""
+    dry_run: bool = False
+    """Validate and build everything, print the object graph, and exit without training."""
+    task_name: str = "train"
+    """Name of the job, used in log lines."""
+    user_packages: List[str] = []
+    """Extra module prefixes that ``_target_`` may import from."""
+    optimized_metric: Optional[str] = None
+    """Metric returned to a Hydra sweeper (``None``: the checkpoint monitor)."""
+    trainer: TrainerConfig = TrainerConfig()
+    accelerator: AcceleratorConfig = AcceleratorConfig()
+    precision: PrecisionConfig = PrecisionConfig()
+    paths: PathsConfig = PathsConfig()
+    model: Any = MISSING
+    """The task (a ``declarative_train.tasks.Task``) with its network and loss."""
+    data: Any = MISSING
+    """The data module."""
+    optimizer: Any = MISSING
+    """A partial optimizer (``_partial_: true``); parameters are bound at build time."""
+    scheduler: Any = None
+    """A partial LR scheduler plus ``interval``/``frequency``/``monitor``; empty for none."""
+    metrics: Dict[str, Any] = {}
+    """Metrics by name; logged as ``val/<name>`` and ``test/<name>``."""
+    callbacks: Dict[str, Any] = {}
+    """Callbacks by name."""
+    logger: Dict[str, Any] = {}
+    """Loggers by name."""
+
+
+@attrs.define(kw_only=True)
+class EvalConfig(TrainConfig):
+    """``dtrain-eval``: evaluate a checkpoint."""
+
+    split: str = "test"
+    """``test`` or ``val``."""
+    use_ckpt_config: bool = True
+    """Take model/data/metrics/precision from the config stored in the checkpoint."""

@@ -1,0 +1,101 @@
+"""The data-module protocol: datasets per split, and DataLoaders built the executor's way.
+
+The executor decides shuffling and samplers (distributed, overfit); the module supplies datasets
+and loader settings. Custom modules implement :meth:`DataModule.setup` (fill ``self.datasets``)
+or override :meth:`DataModule.dataloader` entirely.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+
+SPLITS = ("train", "val", "test", "predict")
+
+
+class DataModule:
+    """Datasets for ``train``/``val``/``test`` (and ``predict``), and how to load them."""
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        drop_last: bool = False,
+    ) -> None:
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.drop_last = drop_last
+        self.datasets: dict[str, Dataset[Any]] = {}
+
+    def setup(self) -> None:
+        """Load or create the datasets (called once per process before fit/test)."""
+
+    def has_split(self, split: str) -> bool:
+        """Whether this module has data for ``split``."""
+        return split in self.datasets or (split == "predict" and "test" in self.datasets)
+
+    def dataloader(
+        self, split: str, *, shuffle: bool = False, sampler: Sampler[Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> DataLoader[Any]:
+        """A DataLoader for ``split``; ``sampler`` replaces shuffling when given."""
+        dataset = self.datasets.get(split) if split != "predict" else self.datasets.get("predict", self.datasets.get("test"))
+        if dataset is None:
+            raise ValueError(f"{type(self).__name__} has no '{split}' split")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            drop_last=self.drop_last and split == "train",
+            generator=generator,
+        )
+
+
+class TensorDataModule(DataModule):
+    """Features and targets held as tensors, split train/val/test with a fixed seed.
+
+    Subclasses implement :meth:`load` returning ``(features, target)``. Features are
+    standardised with the train split's mean and standard deviation.
+    """
+
+    def __init__(
+        self, *, val_fraction: float = 0.15, test_fraction: float = 0.15, split_seed: int = 0,
+        standardize: bool = True, **loader: Any,
+    ) -> None:
+        super().__init__(**loader)
+        if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+            raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.standardize = standardize
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return all features and targets."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        if self.datasets:
+            return
+        features, target = self.load()
+        order = torch.randperm(len(features), generator=torch.Generator().manual_seed(self.split_seed))
+        n_test = int(round(len(order) * self.test_fraction))
+        n_val = int(round(len(order) * self.val_fraction))
+        parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+        if self.standardize:
+            train = features[parts["train"]]
+            mean, std = train.mean(0), train.std(0)
+            std = torch.where(std > 1e-6, std, torch.ones_like(std))  # constant features: as sklearn's StandardScaler
+            features = (features - mean) / std
+        self.datasets = {split: TensorDataset(features[idx], target[idx]) for split, idx in parts.items() if len(idx)}

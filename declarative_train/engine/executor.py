@@ -1,0 +1,399 @@
+"""The executor: fit / validate / test / predict for any :class:`~declarative_train.tasks.Task`.
+
+It knows nothing about Hydra, files or TensorBoard: devices, processes and precision are objects
+it calls, and everything else (checkpoints, logging, progress, early stopping) subscribes to its
+events. Usable without Hydra::
+
+    ex = Executor(task=task, data=datamodule, optimizer=partial(torch.optim.Adam, lr=1e-3),
+                  max_epochs=5)
+    ex.fit()
+    results = ex.test()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import attrs
+import torch
+
+from declarative_train.accelerators import Accelerator, CPUAccelerator
+from declarative_train.config.schema import TrainerConfig
+from declarative_train.distributed import Distribution, SingleProcess
+from declarative_train.engine import checkpointing
+from declarative_train.engine.batches import fast_dev_run_batches, limit_batches, validation_interval
+from declarative_train.engine.events import Event, EventBus
+from declarative_train.engine.scheduling import SchedulerSpec, is_plateau
+from declarative_train.engine.state import LoopState
+from declarative_train.precision import Precision
+from declarative_train.tasks import StepOutput, Task
+
+log = logging.getLogger(__name__)
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class Executor:
+    """Runs a task on data with an optimizer, firing events that callbacks and loggers follow.
+
+    Args:
+        task: the model and its step logic.
+        data: a :class:`~declarative_train.data.DataModule`.
+        optimizer: a factory taking parameters (e.g. ``functools.partial(torch.optim.Adam, lr=1e-3)``).
+        scheduler: a :class:`SchedulerSpec`, or ``None``.
+        metrics: metrics by name, computed on validation and test as ``val/<name>``, ``test/<name>``.
+        callbacks: objects with ``attach(executor)``, ``state_dict()``, ``load_state_dict()``.
+        loggers: objects with ``log_metrics(metrics, step)`` (rank zero only).
+        accelerator / distribution / precision: device, processes, numerics (defaults: CPU, one
+            process, float32). ``precision`` may be a mode string such as ``"bf16-mixed"``.
+        settings: a :class:`TrainerConfig`; or pass its fields as keyword arguments.
+    """
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        data: Any,
+        optimizer: OptimizerFactory = partial(torch.optim.Adam, lr=1e-3),  # noqa: B008
+        scheduler: SchedulerSpec | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        callbacks: Mapping[str, Any] | Sequence[Any] = (),
+        loggers: Sequence[Any] = (),
+        accelerator: Accelerator | None = None,
+        distribution: Distribution | None = None,
+        precision: Precision | str = "32",
+        settings: TrainerConfig | None = None,
+        seed: int = 0,
+        **trainer_kwargs: Any,
+    ) -> None:
+        self.settings = attrs.evolve(settings or TrainerConfig(), **trainer_kwargs)
+        self.accelerator = accelerator or CPUAccelerator()
+        self.distribution = distribution or SingleProcess()
+        if isinstance(precision, str):
+            precision = Precision(precision, self.accelerator.autocast_device_type)
+        self.precision = precision
+        self.task = task
+        self.data = data
+        self.optimizer_factory = optimizer
+        self.scheduler_spec = scheduler
+        self.seed = seed
+        self.events = EventBus()
+        self.state = LoopState()
+        self.callbacks: dict[str, Any] = (
+            dict(callbacks) if isinstance(callbacks, Mapping)
+            else {type(cb).__name__: cb for cb in callbacks}
+        )
+        self.fast_dev_run = fast_dev_run_batches(self.settings.fast_dev_run)
+        self.loggers = list(loggers) if self.distribution.is_global_zero and not self.fast_dev_run else []
+        self._metric_specs = dict(metrics or {})
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self._set_up = False
+        self._loaders: dict[str, Any] = {}
+        #: Extra entries stored in every checkpoint (the run layer adds the resolved config).
+        self.checkpoint_extras: dict[str, Any] = {}
+        self.tested_ckpt_path: str | None = None
+        self._stage_metrics: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- public entry points
+    def fit(self, ckpt_path: str | None = None) -> None:
+        """Train for ``max_epochs``/``max_steps``, validating as configured."""
+        self._setup()
+        if ckpt_path:
+            self.load_checkpoint(ckpt_path)
+        self.state.stage = "fit"
+        s = self.settings
+        max_epochs = 1 if self.fast_dev_run else s.max_epochs
+        try:
+            self.events.fire(Event.FIT_START, self)
+            while not self.state.should_stop:
+                if max_epochs >= 0 and self.state.epoch >= max_epochs:
+                    break
+                self._train_epoch()
+                if not self.state.should_stop or self.state.batch_idx >= self.state.num_train_batches:
+                    self.state.epoch += 1
+                    self.state.batch_idx = 0
+            self.events.fire(Event.FIT_END, self)
+        except BaseException:
+            self.events.fire(Event.EXCEPTION, self)
+            raise
+
+    def validate(self, ckpt_path: str | None = None) -> dict[str, float]:
+        """Run the validation split once (with the weights of ``ckpt_path`` if given)."""
+        self._setup()
+        if ckpt_path:
+            checkpointing.load_weights(self, ckpt_path)
+        return self._evaluate("val")
+
+    def test(self, ckpt_path: str | None = "best") -> dict[str, float]:
+        """Run the test split. ``ckpt_path="best"`` loads the best checkpoint first when one exists."""
+        self._setup()
+        path = self.best_model_path if ckpt_path == "best" else ckpt_path
+        if path:
+            checkpointing.load_weights(self, path)
+        self.tested_ckpt_path = path
+        return self._evaluate("test")
+
+    def predict(self, split: str = "predict") -> list[Any]:
+        """Return ``task.predict_step`` outputs for every batch of ``split``."""
+        self._setup()
+        self.task.eval()
+        outputs = []
+        with torch.no_grad():
+            for batch_idx, batch in enumerate(self._loader(split)):
+                batch = self._prepare_batch(batch)
+                with self.precision.autocast():
+                    outputs.append(self.task.predict_step(batch, batch_idx))
+        return outputs
+
+    @property
+    def best_model_path(self) -> str | None:
+        """The best checkpoint a checkpoint callback saved (``None`` without one)."""
+        for callback in self.callbacks.values():
+            path = getattr(callback, "best_model_path", None)
+            if path:
+                return str(path)
+        return None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Send scalar metrics to every logger at ``step`` (default: the global step)."""
+        step = self.state.global_step if step is None else step
+        for logger in self.loggers:
+            logger.log_metrics(dict(metrics), step)
+
+    def save_checkpoint(self, *paths: str) -> None:
+        """Save the complete training state to each path (serialised once, written atomically)."""
+        checkpointing.save(self, paths)
+
+    def load_checkpoint(self, path: str) -> None:
+        """Restore the complete training state saved by :meth:`save_checkpoint`."""
+        self._setup()
+        checkpointing.restore(self, path)
+
+    # ---------------------------------------------------------------- setup
+    def _setup(self) -> None:
+        if self._set_up:
+            return
+        self.accelerator.setup()
+        self.distribution.setup(self.accelerator.device)
+        self.data.setup()
+        model = self.precision.convert_module(self.accelerator.prepare_model(self.task))
+        if self.settings.compile:
+            model.compile()
+        self.task = model  # type: ignore[assignment]
+        self._training_step = self.distribution.wrap_training_step(self.task)
+        self._train_loader = self._loader("train") if self.data.has_split("train") else None
+        self.state.num_train_batches = self._count("train", self._train_loader)
+        val_loader = self._loader("val") if self.data.has_split("val") or self._overfitting else None
+        self.state.num_val_batches = self._count("val", val_loader)
+        self.optimizer = self.optimizer_factory(self.task.parameters())
+        if self.scheduler_spec is not None:
+            self.scheduler = self.scheduler_spec.build(self.optimizer, self._estimated_steps())
+        self._stage_metrics = self._build_metrics()
+        for callback in self.callbacks.values():
+            if self.fast_dev_run and not getattr(callback, "runs_in_fast_dev_run", True):
+                continue
+            callback.attach(self)
+        if self.loggers:
+            self.events.on(Event.STEP_END, _log_train_loss, every=self.settings.log_every_n_steps)
+        self._set_up = True
+
+    def _build_metrics(self) -> dict[str, Any]:
+        if not self._metric_specs:
+            return {}
+        from declarative_train.metrics import MetricCollection
+
+        base = MetricCollection(dict(self._metric_specs)).to(self.accelerator.device)
+        return {stage: base.clone(prefix=f"{stage}/") for stage in ("val", "test")}
+
+    @property
+    def _overfitting(self) -> bool:
+        return self.settings.overfit_batches not in (0, 0.0)
+
+    def _loader(self, split: str) -> Any:
+        """The (cached) loader for ``split``; built once so persistent workers survive epochs."""
+        if split not in self._loaders:
+            self._loaders[split] = self._build_loader(split)
+        return self._loaders[split]
+
+    def _build_loader(self, split: str) -> Any:
+        overfit = self._overfitting
+        if overfit and split == "val":
+            split = "train"  # overfitting validates on the very batches it trains on
+        shuffle = split == "train" and not overfit
+        sampler = self.distribution.sampler(self.data.datasets[split], shuffle=shuffle, seed=self.seed) \
+            if split in self.data.datasets else None
+        loader = self.data.dataloader(split, shuffle=shuffle, sampler=sampler)
+        return self.accelerator.wrap_loader(loader)
+
+    def _count(self, split: str, loader: Any) -> int:
+        if loader is None:
+            return 0
+        s = self.settings
+        if self.fast_dev_run:
+            return min(len(loader), self.fast_dev_run)
+        if self._overfitting and split in ("train", "val"):
+            return limit_batches(len(loader), s.overfit_batches)
+        limit = {"train": s.limit_train_batches, "val": s.limit_val_batches, "test": s.limit_test_batches}
+        return limit_batches(len(loader), limit.get(split, 1.0))
+
+    def _estimated_steps(self) -> int:
+        per_epoch = -(-self.state.num_train_batches // self.settings.accumulate_grad_batches)
+        epochs = 1 if self.fast_dev_run else self.settings.max_epochs
+        by_epochs = per_epoch * epochs if epochs >= 0 else None
+        if self.settings.max_steps >= 0:
+            return min(self.settings.max_steps, by_epochs) if by_epochs is not None else self.settings.max_steps
+        return by_epochs or 1
+
+    def _prepare_batch(self, batch: Any) -> Any:
+        if not self.accelerator.loader_moves_data:
+            batch = self.accelerator.to_device(batch)
+        return self.precision.convert_input(batch)
+
+    # ---------------------------------------------------------------- training
+    def _train_epoch(self) -> None:
+        state, s = self.state, self.settings
+        loader = self._train_loader
+        if loader is None:
+            raise ValueError(f"{type(self.data).__name__} has no 'train' split to fit on")
+        set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(state.epoch)
+        n = state.num_train_batches
+        accumulate = s.accumulate_grad_batches
+        validate_now = self._validates_in_epoch(state.epoch)
+        val_every = validation_interval(n, s.val_check_interval)
+        max_steps = 1 if self.fast_dev_run else s.max_steps
+        self.task.train()
+        self.events.fire(Event.EPOCH_START, self)
+        loss_sum = torch.zeros((), device=self.accelerator.device)
+        for batch_idx, batch in enumerate(loader):
+            if batch_idx >= n:
+                break
+            batch = self._prepare_batch(batch)
+            boundary = (batch_idx + 1) % accumulate == 0 or batch_idx + 1 == n
+            with self.distribution.no_sync(self._training_step) if not boundary else _NULL:
+                with self.precision.autocast():
+                    loss = self._training_step(batch, batch_idx)
+                self.precision.backward(loss / accumulate if accumulate > 1 else loss)
+            loss = loss.detach()
+            loss_sum += loss
+            state.batch_idx = batch_idx + 1
+            if boundary:
+                self._optimizer_step()
+                state.global_step += 1
+                state.loss = loss
+                self.events.fire(Event.STEP_END, self)
+                self._step_scheduler("step")
+                if max_steps >= 0 and state.global_step >= max_steps:
+                    state.should_stop, state.stop_reason = True, f"max_steps={max_steps} reached"
+            self.accelerator.mark_step()
+            if validate_now and state.batch_idx % val_every == 0:
+                self._evaluate("val")
+                self.task.train()
+            if state.should_stop:
+                break
+        # One host sync per epoch: the mean training loss, for monitors and the progress log.
+        if state.batch_idx:
+            state.metrics["train/loss"] = float(loss_sum) / state.batch_idx
+        if state.batch_idx >= n:
+            self._step_scheduler("epoch")
+        self.events.fire(Event.EPOCH_END, self)
+
+    def _validates_in_epoch(self, epoch: int) -> bool:
+        if self.state.num_val_batches == 0:
+            return False
+        return self.fast_dev_run > 0 or (epoch + 1) % self.settings.check_val_every_n_epoch == 0
+
+    def _optimizer_step(self) -> None:
+        optimizer = self.optimizer
+        assert optimizer is not None
+        clip = self.settings.gradient_clip_val
+        if clip is not None:
+            self.precision.unscale(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            if self.settings.gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+        self.precision.optimizer_step(optimizer, self.accelerator.optimizer_step)
+        optimizer.zero_grad(set_to_none=True)
+
+    def _step_scheduler(self, interval: str) -> None:
+        spec, scheduler = self.scheduler_spec, self.scheduler
+        if scheduler is None or spec is None or spec.interval != interval:
+            return
+        count = self.state.global_step if interval == "step" else self.state.epoch + 1
+        if count % spec.frequency:
+            return
+        if is_plateau(scheduler):
+            value = self.state.metrics.get(spec.monitor or "val/loss")
+            if value is None:
+                log.warning("scheduler monitor %r has no value yet; ReduceLROnPlateau not stepped", spec.monitor)
+                return
+            scheduler.step(value)
+        else:
+            scheduler.step()
+
+    # ---------------------------------------------------------------- evaluation
+    def _evaluate(self, stage: str) -> dict[str, float]:
+        loader = self._loader(stage)
+        n = self._count(stage, loader)
+        outer_stage, self.state.stage = self.state.stage, stage
+        metrics = self._stage_metrics.get(stage)
+        if metrics is not None:
+            metrics.reset()
+        self.task.eval()
+        self.events.fire(Event.EVAL_START, self)
+        device = self.accelerator.device
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        count = torch.zeros((), device=device, dtype=torch.float64)
+        step = self.task.test_step if stage == "test" else self.task.validation_step
+        with torch.no_grad():
+            for batch_idx, batch in enumerate(loader):
+                if batch_idx >= n:
+                    break
+                batch = self._prepare_batch(batch)
+                with self.precision.autocast():
+                    out = _as_step_output(step(batch, batch_idx))
+                size = len(out.target) if out.target is not None and out.target.ndim else 1
+                loss_sum += out.loss.detach().double() * size
+                count += size
+                if metrics is not None and out.preds is not None:
+                    preds = out.preds.float() if out.preds.dtype in _LOW_PRECISION else out.preds
+                    metrics.update(preds, out.target)
+                self.accelerator.mark_step()
+        totals = self.distribution.reduce_sum(torch.stack([loss_sum, count]))
+        # Host sync at the end of evaluation only.
+        results = {f"{stage}/loss": float(totals[0] / totals[1].clamp_min(1))} if n else {}
+        if metrics is not None and n:
+            results.update({k: float(v) for k, v in metrics.compute().items() if v.numel() == 1})
+        self.state.metrics.update(results)
+        self.log_metrics(results)
+        self.events.fire(Event.EVAL_END, self)
+        self.state.stage = outer_stage
+        return results
+
+
+_NULL = contextlib.nullcontext()
+
+
+def _as_step_output(out: Any) -> StepOutput:
+    if isinstance(out, StepOutput):
+        return out
+    if isinstance(out, Mapping):
+        return StepOutput(out["loss"], out.get("preds"), out.get("target"))
+    if isinstance(out, torch.Tensor):
+        return StepOutput(out)
+    raise TypeError(f"an evaluation step must return StepOutput, a dict or a loss tensor, got {type(out).__name__}")
+
+
+def _log_train_loss(executor: Executor) -> None:
+    loss = executor.state.loss
+    if loss is not None:
+        executor.log_metrics({"train/loss": float(loss)})  # host sync: logging steps only

@@ -1,0 +1,35 @@
+"""The loop's counters and the latest epoch-level metric values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+
+
+@attrs.define
+class LoopState:
+    """Where the executor is. Callbacks read it; the executor alone writes the counters."""
+
+    stage: str = "fit"
+    """``fit``, ``val``, ``test`` or ``predict``."""
+    epoch: int = 0
+    """The current epoch, 0-based (after fit: the number of epochs run)."""
+    global_step: int = 0
+    """Optimizer steps taken."""
+    batch_idx: int = 0
+    """Batches consumed in the current training epoch."""
+    loss: torch.Tensor | None = None
+    """The last training loss, on the device (read it on logging steps only: ``.item()`` syncs)."""
+    metrics: dict[str, float] = attrs.field(factory=dict)
+    """Latest values: ``train/loss`` (epoch mean), ``val/*``, ``test/*``."""
+    should_stop: bool = False
+    """Set by callbacks to end fit after the current step."""
+    stop_reason: str = ""
+    num_train_batches: int = 0
+    num_val_batches: int = 0
+
+    def counters(self) -> dict[str, Any]:
+        """The counters a checkpoint stores."""
+        return {"epoch": self.epoch, "global_step": self.global_step, "batch_idx": self.batch_idx}

@@ -1,0 +1,22 @@
+"""The logger protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class Logger:
+    """Receives scalars during the run, text and hyperparameters once, and is closed at the end."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Record scalar values at ``step``."""
+
+    def log_text(self, tag: str, text: str) -> None:
+        """Record a block of text (e.g. the composed config)."""
+
+    def log_hyperparams(self, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        """Record the run's hyperparameters with its final metrics."""
+
+    def finalize(self) -> None:
+        """Flush and close."""

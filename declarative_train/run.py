@@ -1,0 +1,121 @@
+"""One job from a validated config: seed, build, fit, test the best checkpoint, write results.json."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from declarative_train.build import build, seed_everything
+from declarative_train.engine.executor import Executor
+from declarative_train.utils.io import atomic_write_json
+
+log = logging.getLogger("declarative_train")
+
+
+class RunFailed(RuntimeError):
+    """The run failed; the message names what failed and where (rank, epoch, step)."""
+
+
+def run_job(cfg: DictConfig) -> dict[str, Any]:
+    """Run ``cfg`` (train and/or test) and return the ``results.json`` content."""
+    started = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    executor: Executor | None = None
+    try:
+        seed_everything(cfg.seed, cfg.trainer.deterministic)
+        components = build(cfg)
+        executor = components.executor()
+        config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+        executor.checkpoint_extras["config"] = OmegaConf.to_container(cfg, resolve=True)
+        log.info("accelerator: %s | precision: %s | output: %s",
+                 components.accelerator.describe(), components.precision.mode, output_dir)
+        for logger in executor.loggers:
+            logger.log_text("config", config_yaml)
+        if cfg.train:
+            executor.fit(ckpt_path=cfg.ckpt_path)
+            if executor.state.stop_reason:
+                log.info("fit stopped early: %s", executor.state.stop_reason)
+        if cfg.test and executor.data.has_split("test"):
+            executor.test("best" if cfg.train else cfg.ckpt_path)
+        results = _results(cfg, executor, started)
+        for logger in executor.loggers:
+            logger.log_hyperparams(_hparams(cfg), {k: v for k, v in results["test"].items()} or results["val"])
+    except Exception as exc:
+        where = _where(executor)
+        message = f"run failed{where}: {type(exc).__name__}: {exc}"
+        log.error("%s\n%s", message, traceback.format_exc())
+        failed = {"status": "failed", "error": message, "wall_time_s": round(time.perf_counter() - started, 3)}
+        if executor is not None:
+            failed.update({k: v for k, v in _results(cfg, executor, started).items() if k not in ("status", "wall_time_s")})
+        _write(cfg, output_dir, executor, failed)
+        raise RunFailed(message) from exc
+    finally:
+        for logger in executor.loggers if executor is not None else []:
+            logger.finalize()
+    _write(cfg, output_dir, executor, results)
+    log.info("results: %s", {k: results[k] for k in ("status", "best_model_score", "test") if k in results})
+    return results
+
+
+def objective(cfg: DictConfig, results: dict[str, Any]) -> float | None:
+    """The value returned to a Hydra sweeper: ``optimized_metric`` or the checkpoint monitor."""
+    name = cfg.get("optimized_metric") or results.get("monitor")
+    if not name:
+        return None
+    for section in ("val", "test"):
+        if name in results.get(section, {}):
+            return float(results[section][name])
+    return None
+
+
+def _results(cfg: DictConfig, executor: Executor, started: float) -> dict[str, Any]:
+    metrics = executor.state.metrics
+    checkpoint = next((cb for cb in executor.callbacks.values() if hasattr(cb, "best_model_path")), None)
+    return {
+        "status": "ok",
+        "monitor": getattr(checkpoint, "monitor", None),
+        "best_model_path": getattr(checkpoint, "best_model_path", None) or None,
+        "best_model_score": getattr(checkpoint, "best_model_score", None),
+        "tested_ckpt_path": executor.tested_ckpt_path,
+        "epochs": executor.state.epoch,
+        "global_step": executor.state.global_step,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "stop_reason": executor.state.stop_reason or None,
+        "train": {k: v for k, v in metrics.items() if k.startswith("train/")},
+        "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
+        "test": {k: v for k, v in metrics.items() if k.startswith("test/")},
+    }
+
+
+def _write(cfg: DictConfig, output_dir: Path, executor: Executor | None, results: dict[str, Any]) -> None:
+    if executor is None or executor.distribution.is_global_zero:
+        atomic_write_json(output_dir / "results.json", results)
+
+
+def _where(executor: Executor | None) -> str:
+    if executor is None:
+        return " while building"
+    state = executor.state
+    rank = executor.distribution.rank
+    return f" on rank {rank} in {state.stage} at epoch {state.epoch}, step {state.global_step}"
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The config flattened to ``a.b.c: value`` for TensorBoard's HPARAMS tab."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key not in ("paths", "hydra") and not str(key).startswith("_"):
+                    walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
