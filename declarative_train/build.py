@@ -20,13 +20,14 @@ from declarative_train.distributed import Distribution, SingleProcess
 from declarative_train.engine.executor import Executor
 from declarative_train.engine.scheduling import SchedulerSpec
 from declarative_train.precision import Precision
+from declarative_train.tasks import Task
 
 
 @attrs.define
 class Components:
     """Everything a run is made of, built from the config and not yet started."""
 
-    task: torch.nn.Module
+    task: Task
     data: Any
     optimizer: Any
     scheduler: SchedulerSpec | None

@@ -38,17 +38,27 @@ def config_dir() -> str:
 
 #: Groups whose choice names are numbers (``precision=32``): Hydra would read those as ints.
 NUMERIC_CHOICE_GROUPS = ("precision",)
-_NUMERIC_CHOICE = re.compile(r"^(?P<key>[+~]?(?:%s))=(?P<value>[0-9][0-9,]*(?:,[^,]+)*)$" % "|".join(NUMERIC_CHOICE_GROUPS))
+#: Keys whose values are file paths, which may hold '=' (``epoch=3-step=80.ckpt``) or commas.
+PATH_KEYS = ("ckpt_path", "hydra.run.dir", "hydra.sweep.dir")
+_NUMERIC_CHOICE = re.compile(r"^(?P<key>[+~]?(?:{}))=(?P<value>[0-9][0-9,]*(?:,[^,]+)*)$".format("|".join(NUMERIC_CHOICE_GROUPS)))
+_PATH_VALUE = re.compile(r"^(?P<key>[+]{{0,2}}(?:{}))=(?P<value>[^'\"].*)$".format("|".join(re.escape(k) for k in PATH_KEYS)))
 
 
-def quote_numeric_choices(args: list[str]) -> list[str]:
-    """Quote numeric group choices so Hydra reads them as names: ``precision=32`` -> ``precision='32'``."""
+def normalize_overrides(args: list[str]) -> list[str]:
+    """Quote what Hydra's override grammar would misread.
+
+    ``precision=32`` -> ``precision='32'`` (a choice name, not an int) and
+    ``ckpt_path=ckpts/epoch=3-step=80.ckpt`` -> ``ckpt_path='ckpts/epoch=3-step=80.ckpt'``.
+    """
     out = []
     for arg in args:
-        match = _NUMERIC_CHOICE.match(arg)
-        if match:
-            items = [f"'{v}'" if v.isdigit() else v for v in match["value"].split(",")]
-            arg = f"{match['key']}={','.join(items)}"
+        choice = _NUMERIC_CHOICE.match(arg)
+        path = _PATH_VALUE.match(arg)
+        if choice:
+            items = [f"'{v}'" if v.isdigit() else v for v in choice["value"].split(",")]
+            arg = f"{choice['key']}={','.join(items)}"
+        elif path and path["value"] not in ("null", ""):
+            arg = f"{path['key']}='{path['value']}'"
         out.append(arg)
     return out
 
@@ -90,7 +100,7 @@ def _train_job(cfg: DictConfig) -> Any:
 
 def _main(config_name: str, job: Callable[[DictConfig], Any]) -> None:
     _register()
-    sys.argv[1:] = quote_numeric_choices(sys.argv[1:])
+    sys.argv[1:] = normalize_overrides(sys.argv[1:])
     show_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Let Hydra raise instead of printing, so its errors can be reported our way (exit 2).
     os.environ["HYDRA_FULL_ERROR"] = "1"

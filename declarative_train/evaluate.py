@@ -24,6 +24,8 @@ CKPT_SECTIONS = ("model", "data", "metrics", "precision")
 
 def eval_job(cfg: DictConfig) -> dict[str, Any]:
     """Hydra job for ``dtrain-eval``: validate, load the checkpoint, evaluate, write results."""
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        _exit_bad_config([ConfigIssue("ckpt_path", "missing mandatory value (dtrain-eval ckpt_path=PATH)")])
     if cfg.split not in ("test", "val"):
         _exit_bad_config([ConfigIssue("split", f"must be 'test' or 'val', got {cfg.split!r}")])
     try:
@@ -35,7 +37,9 @@ def eval_job(cfg: DictConfig) -> dict[str, Any]:
         stored = OmegaConf.create(checkpoint["config"])
         with open_dict(cfg):
             for section in CKPT_SECTIONS:
-                if section in stored:
+                if section == "precision":  # a typed node: merge into it
+                    cfg.precision = OmegaConf.merge(cfg.precision, stored.precision)
+                elif section in stored:
                     cfg[section] = stored[section]
     try:
         validate_config(cfg)

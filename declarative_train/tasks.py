@@ -99,7 +99,7 @@ def auto_move_data(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        tensor = next(self.parameters(), None)
+        tensor: torch.Tensor | None = next(self.parameters(), None)
         if tensor is None:
             tensor = next(self.buffers(), None)
         if tensor is not None:

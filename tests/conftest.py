@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from declarative_train.cli import _register, config_dir, quote_numeric_choices
+from declarative_train.cli import _register, config_dir, normalize_overrides
 
 #: Overrides that shrink a run to a few batches for tests.
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
@@ -30,7 +30,7 @@ def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
     def _compose(overrides: list[str] = (), config_name: str = "train") -> DictConfig:  # type: ignore[assignment]
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose(config_name, overrides=quote_numeric_choices(list(overrides)))
+            cfg = compose(config_name, overrides=normalize_overrides(list(overrides)))
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / "run")
         return cfg

@@ -23,9 +23,9 @@ from declarative_train.config.validate import collect_issues
 
 def diagnose(config_dir: str, config_name: str, overrides: list[str], extra_dirs: list[str] = ()) -> list[ConfigIssue]:  # type: ignore[assignment]
     """Problems with ``overrides`` applied to ``config_name`` in ``config_dir``."""
-    from declarative_train.cli import quote_numeric_choices
+    from declarative_train.cli import normalize_overrides
 
-    overrides = quote_numeric_choices(overrides)
+    overrides = normalize_overrides(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
@@ -45,13 +45,16 @@ def diagnose(config_dir: str, config_name: str, overrides: list[str], extra_dirs
                 if problem:
                     issues.append(problem)
                 else:
-                    good_groups.append(override.input_line)
+                    good_groups.append(_line(override))
             else:
                 key_overrides.append(override)
         try:
             cfg = compose(config_name, overrides=[*searchpath, *good_groups])
         except Exception as exc:
             return [*issues, ConfigIssue("", str(exc).splitlines()[0])]
+        with open_dict(cfg):
+            # ${hydra:runtime.output_dir} resolves only inside a running app.
+            cfg.paths.output_dir = "<run folder>"
         for override in key_overrides:
             issues.extend(_apply_key_override(cfg, override))
         if not issues:
@@ -77,7 +80,7 @@ def _check_group_choice(loader: Any, override: Override) -> ConfigIssue | None:
             continue
         hint = did_you_mean(str(choice), options)
         return ConfigIssue(
-            override.input_line,
+            _line(override),
             f"'{choice}' is not a choice of group '{group}'.{hint} Choices: {', '.join(sorted(options))}",
         )
     return None
@@ -87,15 +90,15 @@ def _apply_key_override(cfg: DictConfig, override: Override) -> list[ConfigIssue
     key = override.key_or_group
     exists = OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT
     if override.is_delete():
-        return [] if exists else [ConfigIssue(override.input_line, f"cannot delete '{key}': no such key")]
+        return [] if exists else [ConfigIssue(_line(override), f"cannot delete '{key}': no such key")]
     if override.is_add() and exists:
-        return [ConfigIssue(override.input_line, f"'{key}' exists already; override it without '+'")]
+        return [ConfigIssue(_line(override), f"'{key}' exists already; override it without '+'")]
     if not exists and not (override.is_add() or override.is_force_add()):
         parent_key, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
         if isinstance(parent, DictConfig):
-            hint = did_you_mean(leaf, [str(k) for k in parent.keys()])
-            return [ConfigIssue(key, f"unknown key.{hint} (to add a new key use +{override.input_line})")]
+            hint = did_you_mean(leaf, [str(k) for k in parent])
+            return [ConfigIssue(key, f"unknown key.{hint} (to add a new key use +{_line(override)})")]
         return [ConfigIssue(key, f"unknown key: '{parent_key}' is not a config node")]
     issues = []
     for value in _choices(override):
@@ -109,3 +112,8 @@ def _apply_key_override(cfg: DictConfig, override: Override) -> list[ConfigIssue
 
 
 _ABSENT = object()
+
+
+def _line(override: Override) -> str:
+    """The override as the user typed it."""
+    return override.input_line or override.key_or_group

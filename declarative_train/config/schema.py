@@ -8,7 +8,7 @@ Defaults are plain values, never ``attrs.Factory``: OmegaConf cannot read factor
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf needs typing generics
+from typing import Any  # noqa: UP035 - OmegaConf needs typing generics
 
 import attrs
 from omegaconf import MISSING
@@ -42,7 +42,7 @@ class TrainerConfig:
     """Validate in every N-th epoch."""
     accumulate_grad_batches: int = 1
     """Sum gradients of N batches before each optimizer step."""
-    gradient_clip_val: Optional[float] = None
+    gradient_clip_val: float | None = None
     """Clip gradients to this value (``None``: no clipping)."""
     gradient_clip_algorithm: str = "norm"
     """``norm`` (total 2-norm) or ``value`` (element-wise)."""
@@ -66,7 +66,7 @@ class AcceleratorConfig:
     """Number of machines."""
     strategy: str = "auto"
     """``auto``, ``single``, ``ddp``, ``ddp_spawn`` or ``xla``."""
-    backend: Optional[str] = None
+    backend: str | None = None
     """torch.distributed backend (``None``: gloo on CPU, nccl on CUDA)."""
     timeout_s: int = 600
     """Timeout of collective operations, seconds."""
@@ -78,7 +78,7 @@ class AcceleratorConfig:
     """Rendezvous ``host:port`` for multi-node runs (port 0: pick a free port, single node)."""
     max_restarts: int = 0
     """Elastic restarts of the worker group after a failure."""
-    float32_matmul_precision: Optional[str] = None
+    float32_matmul_precision: str | None = None
     """``highest``, ``high`` (TF32) or ``medium`` for ``torch.set_float32_matmul_precision``."""
 
 
@@ -106,21 +106,21 @@ class PathsConfig:
 class TrainConfig:
     """The whole job. Component sections (``model``, ``data``, ...) are ``_target_`` nodes."""
 
-    seed: Optional[int] = 42
+    seed: int | None = 42
     """Seed for python, numpy and torch RNGs (``None``: do not seed)."""
     train: bool = True
     """Run fit."""
     test: bool = True
     """Run test after fit (on the best checkpoint when there is one)."""
-    ckpt_path: Optional[str] = None
+    ckpt_path: str | None = None
     """Checkpoint to resume fit from (or to evaluate, for ``dtrain-eval``)."""
     dry_run: bool = False
     """Validate and build everything, print the object graph, and exit without training."""
     task_name: str = "train"
     """Name of the job, used in log lines."""
-    user_packages: List[str] = []
+    user_packages: list[str] = []
     """Extra module prefixes that ``_target_`` may import from."""
-    optimized_metric: Optional[str] = None
+    optimized_metric: str | None = None
     """Metric returned to a Hydra sweeper (``None``: the checkpoint monitor)."""
     trainer: TrainerConfig = TrainerConfig()
     accelerator: AcceleratorConfig = AcceleratorConfig()
@@ -134,17 +134,20 @@ class TrainConfig:
     """A partial optimizer (``_partial_: true``); parameters are bound at build time."""
     scheduler: Any = None
     """A partial LR scheduler plus ``interval``/``frequency``/``monitor``; empty for none."""
-    metrics: Dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
     """Metrics by name; logged as ``val/<name>`` and ``test/<name>``."""
-    callbacks: Dict[str, Any] = {}
+    callbacks: dict[str, Any] = {}
     """Callbacks by name."""
-    logger: Dict[str, Any] = {}
+    logger: dict[str, Any] = {}
     """Loggers by name."""
 
 
 @attrs.define(kw_only=True)
 class EvalConfig(TrainConfig):
     """``dtrain-eval``: evaluate a checkpoint."""
+
+    ckpt_path: str | None = MISSING
+    """The checkpoint to evaluate (mandatory)."""
 
     split: str = "test"
     """``test`` or ``val``."""

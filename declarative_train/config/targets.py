@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import importlib
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from declarative_train.config.issues import ConfigIssue, did_you_mean
@@ -100,6 +101,7 @@ def _check_signature(
                 issues.append(
                     ConfigIssue(f"{path}.{key}", f"'{target}' takes no argument '{key}'.{hint}")
                 )
+        issues += _check_value_kinds(path, target, params, kwargs)
     if issues:
         return issues
     try:
@@ -110,3 +112,19 @@ def _check_signature(
     except TypeError as exc:
         return [ConfigIssue(path, f"arguments do not fit '{target}': {exc}")]
     return []
+
+
+def _check_value_kinds(
+    path: str, target: str, params: Mapping[str, inspect.Parameter], kwargs: dict[str, Any]
+) -> list[ConfigIssue]:
+    """A string given where the parameter's default is a number or a bool (``lr=fast``)."""
+    issues = []
+    for key, value in kwargs.items():
+        param = params.get(key)
+        if param is None or not isinstance(value, str):
+            continue
+        default = param.default
+        if isinstance(default, (bool, int, float)) and not isinstance(default, enum.Enum):
+            kind = "a bool" if isinstance(default, bool) else "a number"
+            issues.append(ConfigIssue(f"{path}.{key}", f"'{target}' expects {kind} for '{key}', got {value!r}"))
+    return issues

@@ -38,8 +38,7 @@ def collect_issues(cfg: DictConfig) -> list[ConfigIssue]:
     issues = _unresolvable(cfg)
     if issues:
         return issues  # the checks below need resolved values
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(plain, dict)
+    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     for check in (_check_components, _check_trainer, _check_accelerator, _check_precision,
                   _check_targets, _check_monitors):
         issues.extend(check(plain))
@@ -51,7 +50,7 @@ def _unresolvable(cfg: Any, path: str = "") -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     keys: list[Any]
     if isinstance(cfg, DictConfig):
-        keys = [k for k in cfg.keys() if not (path == "" and k == "hydra")]
+        keys = [k for k in cfg if not (path == "" and k == "hydra")]
     elif isinstance(cfg, ListConfig):
         keys = list(range(len(cfg)))
     else:

@@ -138,7 +138,7 @@ def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
 
 def rng_states() -> dict[str, Any]:
     """Every RNG the loop uses: python, numpy, torch CPU, and CUDA where present."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state()  # type: ignore[assignment]
     states: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],

@@ -25,7 +25,11 @@ from declarative_train.accelerators import Accelerator, CPUAccelerator
 from declarative_train.config.schema import TrainerConfig
 from declarative_train.distributed import Distribution, SingleProcess
 from declarative_train.engine import checkpointing
-from declarative_train.engine.batches import fast_dev_run_batches, limit_batches, validation_interval
+from declarative_train.engine.batches import (
+    fast_dev_run_batches,
+    limit_batches,
+    validation_interval,
+)
 from declarative_train.engine.events import Event, EventBus
 from declarative_train.engine.scheduling import SchedulerSpec, is_plateau
 from declarative_train.engine.state import LoopState
