@@ -1,0 +1,80 @@
+"""Metrics for PyTorch, usable on their own or from the executor.
+
+Stateful metric classes (``update`` / ``compute`` / ``reset``) that synchronise across processes
+automatically, a :class:`MetricCollection`, a functional API in :mod:`.functional`, base classes
+for custom metrics and a bridge to any ``sklearn.metrics`` function (imported lazily).
+"""
+
+from declarative_train.metrics.base_classes import NumpyMetric, TensorMetric
+from declarative_train.metrics.classification import (
+    AUROC,
+    ROC,
+    Accuracy,
+    AveragePrecision,
+    CohenKappa,
+    ConfusionMatrix,
+    Dice,
+    F1Score,
+    FBetaScore,
+    HammingDistance,
+    JaccardIndex,
+    MatthewsCorrCoef,
+    Precision,
+    PrecisionRecallCurve,
+    Recall,
+    Specificity,
+    StatScores,
+)
+from declarative_train.metrics.collection import MetricCollection
+from declarative_train.metrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from declarative_train.metrics.metric import Metric
+from declarative_train.metrics.regression import (
+    ExplainedVariance,
+    MeanAbsoluteError,
+    MeanAbsolutePercentageError,
+    MeanSquaredError,
+    MeanSquaredLogError,
+    PearsonCorrCoef,
+    R2Score,
+    RootMeanSquaredError,
+    SpearmanCorrCoef,
+)
+from declarative_train.metrics.sklearn_bridge import SklearnMetric
+from declarative_train.metrics.sync import COUNTER as COLLECTIVE_COUNTER
+
+__all__ = [
+    "AUROC",
+    "Accuracy",
+    "AveragePrecision",
+    "COLLECTIVE_COUNTER",
+    "CohenKappa",
+    "ConfusionMatrix",
+    "Dice",
+    "ExplainedVariance",
+    "F1Score",
+    "FBetaScore",
+    "HammingDistance",
+    "JaccardIndex",
+    "MatthewsCorrCoef",
+    "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
+    "MeanSquaredError",
+    "MeanSquaredLogError",
+    "Metric",
+    "MetricCollection",
+    "NumpyMetric",
+    "PeakSignalNoiseRatio",
+    "PearsonCorrCoef",
+    "Precision",
+    "PrecisionRecallCurve",
+    "R2Score",
+    "ROC",
+    "Recall",
+    "RootMeanSquaredError",
+    "SklearnMetric",
+    "SpearmanCorrCoef",
+    "Specificity",
+    "StatScores",
+    "StructuralSimilarityIndexMeasure",
+    "TensorMetric",
+]
