@@ -11,6 +11,15 @@ from declarative_train.tasks import Classification, Regression, StepOutput, Task
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # ``dt.metrics`` without importing the metrics package on ``import declarative_train``.
+    if name == "metrics":
+        import importlib
+
+        return importlib.import_module("declarative_train.metrics")
+    raise AttributeError(f"module 'declarative_train' has no attribute {name!r}")
+
 __all__ = [
     "Classification",
     "Event",
@@ -22,4 +31,5 @@ __all__ = [
     "Task",
     "__version__",
     "auto_move_data",
+    "metrics",
 ]

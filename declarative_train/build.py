@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from typing import Any
@@ -21,6 +22,8 @@ from declarative_train.engine.executor import Executor
 from declarative_train.engine.scheduling import SchedulerSpec
 from declarative_train.precision import Precision
 from declarative_train.tasks import Task
+
+log = logging.getLogger(__name__)
 
 
 @attrs.define
@@ -69,6 +72,8 @@ def build_accelerator(cfg: DictConfig) -> Accelerator:
     """The accelerator for ``cfg.accelerator`` in this process."""
     acc = cfg.accelerator
     name = resolve_accelerator_name(acc.name)
+    if acc.name == "auto":
+        log.info("accelerator=auto picked '%s'", name)
     cls = accelerator_class(name)
     if name == "gpu":
         index = parse_cuda_devices(OmegaConf.to_object(acc.devices) if OmegaConf.is_config(acc.devices) else acc.devices)[0]

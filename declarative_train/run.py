@@ -32,6 +32,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         executor = components.executor()
         config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         executor.checkpoint_extras["config"] = OmegaConf.to_container(cfg, resolve=True)
+        executor.setup()
         log.info("accelerator: %s | precision: %s | output: %s",
                  components.accelerator.describe(), components.precision.mode, output_dir)
         for logger in executor.loggers:
@@ -58,7 +59,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         for logger in executor.loggers if executor is not None else []:
             logger.finalize()
     _write(cfg, output_dir, executor, results)
-    log.info("results: %s", {k: results[k] for k in ("status", "best_model_score", "test") if k in results})
+    log.info("results: %s", {k: results[k] for k in ("status", "best_model_score", "test", "compilations") if k in results})
     return results
 
 
@@ -75,6 +76,7 @@ def objective(cfg: DictConfig, results: dict[str, Any]) -> float | None:
 
 def _results(cfg: DictConfig, executor: Executor, started: float) -> dict[str, Any]:
     metrics = executor.state.metrics
+    compilations = executor.accelerator.num_compilations()
     checkpoint = next((cb for cb in executor.callbacks.values() if hasattr(cb, "best_model_path")), None)
     return {
         "status": "ok",
@@ -89,6 +91,7 @@ def _results(cfg: DictConfig, executor: Executor, started: float) -> dict[str, A
         "train": {k: v for k, v in metrics.items() if k.startswith("train/")},
         "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
         "test": {k: v for k, v in metrics.items() if k.startswith("test/")},
+        **({"compilations": compilations} if compilations is not None else {}),
     }
 
 

@@ -48,6 +48,9 @@ class Accelerator:
     def setup(self) -> None:
         """Select the device and apply process-wide backend flags. Called once per process."""
 
+    def attach(self, executor: Any) -> None:
+        """Subscribe to the executor's events, if this device needs to (XLA watches recompiles)."""
+
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """Move the model to the device (before the optimizer is built)."""
         return model.to(self.device)
@@ -72,6 +75,10 @@ class Accelerator:
 
     def mark_step(self) -> None:
         """Mark the end of a training/eval step. A no-op except where graphs are traced (XLA)."""
+
+    def checkpoint_state(self, state: Any) -> Any:
+        """The checkpoint dict in a form ``torch.save`` writes portably (XLA: tensors on the CPU)."""
+        return state
 
     # -- end of run -------------------------------------------------------------------------
     def num_compilations(self) -> int | None:

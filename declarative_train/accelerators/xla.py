@@ -265,6 +265,17 @@ class XLAAccelerator(Accelerator):
         self._compiles_at_warmup = None
         self._last_warned_count = None
 
+    def attach(self, executor: Any) -> None:
+        """Check the compilation count every ``log_every_n_steps`` optimizer steps."""
+        from declarative_train.engine.events import Event
+
+        executor.events.on(Event.STEP_END, lambda ex: self.warn_if_recompiling(ex.state.global_step),
+                           every=executor.settings.log_every_n_steps)
+
+    def checkpoint_state(self, state: Any) -> Any:
+        """All XLA tensors fetched to the CPU in one batched transfer."""
+        return state_dict_to_cpu(state)
+
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """Move the model to this replica's XLA device."""
         return model.to(self.device)

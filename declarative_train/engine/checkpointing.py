@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from declarative_train.utils.io import atomic_write_bytes, serialize
+from declarative_train.utils.io import atomic_link, atomic_write_bytes, fsync_dir, serialize
 
 if TYPE_CHECKING:
     from declarative_train.engine.executor import Executor
@@ -48,12 +49,19 @@ def collect(executor: Executor) -> dict[str, Any]:
 
 
 def save(executor: Executor, paths: Sequence[str]) -> None:
-    """Serialise the state once and write it atomically to every path (rank zero only)."""
+    """Serialise the state once, write it atomically to the first path and hard-link the others.
+
+    Rank zero only. The folders are fsynced once each, after all renames.
+    """
     if not executor.distribution.is_global_zero or not paths:
         return
-    data = serialize(collect(executor))
-    for path in paths:
-        atomic_write_bytes(path, data)
+    first, *others = paths
+    state = executor.accelerator.checkpoint_state(collect(executor))
+    atomic_write_bytes(first, serialize(state), sync_dir=False)
+    for path in others:
+        atomic_link(first, path, sync_dir=False)
+    for folder in {Path(p).parent for p in paths}:
+        fsync_dir(folder)
 
 
 def read(path: str) -> dict[str, Any]:
@@ -94,6 +102,9 @@ def restore(executor: Executor, path: str) -> None:
     executor.state.epoch = loop["epoch"]
     executor.state.global_step = loop["global_step"]
     executor.state.batch_idx = loop["batch_idx"]
+    if executor.state.batch_idx >= executor.state.num_train_batches:  # saved at an epoch's end
+        executor.state.epoch += 1
+        executor.state.batch_idx = 0
     executor.state.metrics.update(checkpoint.get("metrics", {}))
     for name, state in checkpoint.get("callbacks", {}).items():
         callback = executor.callbacks.get(name)

@@ -107,7 +107,7 @@ class Executor:
     # ---------------------------------------------------------------- public entry points
     def fit(self, ckpt_path: str | None = None) -> None:
         """Train for ``max_epochs``/``max_steps``, validating as configured."""
-        self._setup()
+        self.setup()
         if ckpt_path:
             self.load_checkpoint(ckpt_path)
         self.state.stage = "fit"
@@ -129,14 +129,14 @@ class Executor:
 
     def validate(self, ckpt_path: str | None = None) -> dict[str, float]:
         """Run the validation split once (with the weights of ``ckpt_path`` if given)."""
-        self._setup()
+        self.setup()
         if ckpt_path:
             checkpointing.load_weights(self, ckpt_path)
         return self._evaluate("val")
 
     def test(self, ckpt_path: str | None = "best") -> dict[str, float]:
         """Run the test split. ``ckpt_path="best"`` loads the best checkpoint first when one exists."""
-        self._setup()
+        self.setup()
         path = self.best_model_path if ckpt_path == "best" else ckpt_path
         if path:
             checkpointing.load_weights(self, path)
@@ -145,7 +145,7 @@ class Executor:
 
     def predict(self, split: str = "predict") -> list[Any]:
         """Return ``task.predict_step`` outputs for every batch of ``split``."""
-        self._setup()
+        self.setup()
         self.task.eval()
         outputs = []
         with torch.no_grad():
@@ -176,14 +176,16 @@ class Executor:
 
     def load_checkpoint(self, path: str) -> None:
         """Restore the complete training state saved by :meth:`save_checkpoint`."""
-        self._setup()
+        self.setup()
         checkpointing.restore(self, path)
 
     # ---------------------------------------------------------------- setup
-    def _setup(self) -> None:
+    def setup(self) -> None:
+        """Start the device and process group, load data, build the optimizer (once; fit/test call it)."""
         if self._set_up:
             return
         self.accelerator.setup()
+        self.accelerator.attach(self)
         self.distribution.setup(self.accelerator.device)
         self.data.setup()
         model = self.precision.convert_module(self.accelerator.prepare_model(self.task))
@@ -203,6 +205,8 @@ class Executor:
             if self.fast_dev_run and not getattr(callback, "runs_in_fast_dev_run", True):
                 continue
             callback.attach(self)
+        for logger in self.loggers:
+            logger.setup()
         if self.loggers:
             self.events.on(Event.STEP_END, _log_train_loss, every=self.settings.log_every_n_steps)
         self._set_up = True

@@ -9,6 +9,9 @@ from typing import Any
 class Logger:
     """Receives scalars during the run, text and hyperparameters once, and is closed at the end."""
 
+    def setup(self) -> None:
+        """Open files or connections (called once before fit/test, on rank zero)."""
+
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Record scalar values at ``step``."""
 

@@ -20,6 +20,9 @@ class TensorBoardLogger(Logger):
         self.flush_secs = flush_secs
         self._writer: Any = None
 
+    def setup(self) -> None:
+        self.writer  # noqa: B018 - creates the writer before the first step, not during it
+
     @property
     def writer(self) -> Any:
         """The ``SummaryWriter`` (created on first access)."""

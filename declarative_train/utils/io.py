@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync_dir: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (``sync_dir=False``: the caller fsyncs the folder)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -31,7 +31,29 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(target.parent)
+    if sync_dir:
+        fsync_dir(target.parent)
+
+
+def atomic_link(source: str | os.PathLike[str], path: str | os.PathLike[str], *, sync_dir: bool = True) -> None:
+    """Make ``path`` a hard link to the finished file ``source``, atomically replacing ``path``.
+
+    Saves writing (and fsyncing) the same bytes twice; falls back to a copy where the file
+    system has no hard links. ``source`` must never be modified in place afterwards.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.link.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        atomic_write_bytes(path, Path(source).read_bytes(), sync_dir=sync_dir)
+        return
+    os.replace(tmp, target)
+    if sync_dir:
+        fsync_dir(target.parent)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -46,7 +68,8 @@ def serialize(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make renames inside ``folder`` durable."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

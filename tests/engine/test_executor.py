@@ -45,7 +45,7 @@ def test_overfit_one_batch_drives_loss_near_zero(make_executor: Callable[..., Ex
 
 def test_overfit_batches_are_the_same_every_epoch(make_executor: Callable[..., Executor]) -> None:
     ex = make_executor(max_epochs=1, overfit_batches=2)
-    ex._setup()
+    ex.setup()
     first = [batch[1].clone() for batch, _ in zip(ex._train_loader, range(2))]
     second = [batch[1].clone() for batch, _ in zip(ex._train_loader, range(2))]
     assert all(torch.equal(a, b) for a, b in zip(first, second))
