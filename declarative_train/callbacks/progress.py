@@ -14,16 +14,17 @@ log = logging.getLogger("declarative_train.progress")
 
 
 class ProgressBar(Callback):
-    """On a terminal, redraws ``epoch e | step b/n | loss | it/s`` every ``refresh_rate`` steps.
+    """When stdout is a terminal, redraws ``epoch e | batch b/n | loss | it/s`` there every
+    ``refresh_rate`` steps.
 
-    When the stream is not a terminal, logs one line per epoch with its metrics, and one line
-    every ``log_interval_s`` seconds during long epochs. Rank zero only.
+    Otherwise logs one line per epoch with its metrics, and one line every ``log_interval_s``
+    seconds during long epochs. Rank zero only.
     """
 
     def __init__(self, refresh_rate: int = 10, log_interval_s: float = 30.0, stream: TextIO | None = None) -> None:
         self.refresh_rate = max(1, refresh_rate)
         self.log_interval_s = log_interval_s
-        self.stream = stream or sys.stderr
+        self.stream: TextIO = stream or sys.stdout
         self._epoch_start = 0.0
         self._last_log = 0.0
 
