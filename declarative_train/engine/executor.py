@@ -358,25 +358,7 @@ class Executor:
             metrics.reset()
         self.task.eval()
         self.events.fire(Event.EVAL_START, self)
-        device = self.accelerator.device
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        count = torch.zeros((), device=device, dtype=torch.float64)
-        step = self.task.test_step if stage == "test" else self.task.validation_step
-        with torch.no_grad():
-            for batch_idx, batch in enumerate(loader):
-                if batch_idx >= n:
-                    break
-                batch = self._prepare_batch(batch)
-                with self.precision.autocast():
-                    out = _as_step_output(step(batch, batch_idx))
-                size = len(out.target) if out.target is not None and out.target.ndim else 1
-                loss_sum += out.loss.detach().double() * size
-                count += size
-                if metrics is not None and out.preds is not None:
-                    preds = out.preds.float() if out.preds.dtype in _LOW_PRECISION else out.preds
-                    metrics.update(preds, out.target)
-                self.accelerator.mark_step()
-        totals = self.distribution.reduce_sum(torch.stack([loss_sum, count]))
+        totals = self.distribution.reduce_sum(self._eval_batches(stage, loader, n, metrics))
         # Host sync at the end of evaluation only.
         results = {f"{stage}/loss": float(totals[0] / totals[1].clamp_min(1))} if n else {}
         if metrics is not None and n:
@@ -386,6 +368,38 @@ class Executor:
         self.events.fire(Event.EVAL_END, self)
         self.state.stage = outer_stage
         return results
+
+    def _eval_batches(self, stage: str, loader: Any, n: int, metrics: Any) -> torch.Tensor:
+        """Run ``n`` evaluation batches; return ``[loss sum, sample count]`` on the device.
+
+        Metric inputs are checked on the first batch only: each check costs a host sync.
+        """
+        step = self.task.test_step if stage == "test" else self.task.validation_step
+        device = self.accelerator.device
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        count = torch.zeros((), device=device, dtype=torch.float64)
+        checked: list[Any] = []
+        try:
+            with torch.no_grad():
+                for batch_idx, batch in enumerate(loader):
+                    if batch_idx >= n:
+                        break
+                    batch = self._prepare_batch(batch)
+                    with self.precision.autocast():
+                        out = _as_step_output(step(batch, batch_idx))
+                    size = len(out.target) if out.target is not None and out.target.ndim else 1
+                    loss_sum += out.loss.detach().double() * size
+                    count += size
+                    if metrics is not None and out.preds is not None:
+                        preds = out.preds.float() if out.preds.dtype in _LOW_PRECISION else out.preds
+                        metrics.update(preds, out.target)
+                        if batch_idx == 0:
+                            checked = _skip_input_checks(metrics)
+                    self.accelerator.mark_step()
+        finally:
+            for metric in checked:
+                metric.validate_args = True
+        return torch.stack([loss_sum, count])
 
 
 _NULL = contextlib.nullcontext()
@@ -399,6 +413,17 @@ def _as_step_output(out: Any) -> StepOutput:
     if isinstance(out, torch.Tensor):
         return StepOutput(out)
     raise TypeError(f"an evaluation step must return StepOutput, a dict or a loss tensor, got {type(out).__name__}")
+
+
+def _skip_input_checks(metrics: Any) -> list[Any]:
+    """Turn off per-batch input checks (each costs a host sync) once the first batch passed them.
+
+    Returns the metrics to switch back on after the evaluation.
+    """
+    switched = [m for m in metrics.values() if getattr(m, "validate_args", False)]
+    for metric in switched:
+        metric.validate_args = False
+    return switched
 
 
 def _log_train_loss(executor: Executor) -> None:

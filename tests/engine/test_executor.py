@@ -194,3 +194,12 @@ def test_predict_returns_outputs_per_batch(make_executor: Callable[..., Executor
     ex = make_executor(max_epochs=1)
     outputs = ex.predict()
     assert sum(len(o) for o in outputs) == 270 and outputs[0].shape[1] == 10
+
+
+def test_metric_inputs_are_checked_on_the_first_batch_and_checks_come_back(make_executor: Callable[..., Executor]) -> None:
+    ex = make_executor(max_epochs=1, metrics={"acc": Accuracy(task="multiclass", num_classes=10)})
+    ex.validate()
+    assert all(m.validate_args for m in ex._stage_metrics["val"].values())
+    bad = make_executor(max_epochs=1, metrics={"acc": Accuracy(task="multiclass", num_classes=5)})
+    with pytest.raises(ValueError, match="Accuracy"):
+        bad.validate()
