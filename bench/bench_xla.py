@@ -71,9 +71,28 @@ def via_accelerator(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ba
         acc.warn_if_recompiling(step)
 
 
+def via_executor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Batches) -> None:
+    """The full executor (events, precision, accelerator, MpDeviceLoader) on the same batches."""
+    from declarative_train import Classification, Executor
+    from declarative_train.data import DataModule
+
+    class FixedBatches(DataModule):
+        def setup(self) -> None:
+            self.datasets = {"train": batches}  # type: ignore[dict-item]
+
+        def dataloader(self, split: str, **_: object) -> Batches:  # type: ignore[override]
+            return batches
+
+    task = Classification(model, torch.nn.CrossEntropyLoss())
+    ex = Executor(task=task, data=FixedBatches(), optimizer=lambda _: optimizer, accelerator=ACCELERATOR,
+                  max_epochs=1, max_steps=len(batches), limit_val_batches=0, log_every_n_steps=50)
+    ex.fit()
+
+
 RUNNERS: dict[str, Runner] = {
     "hand_written": hand_written,
     "xla_accelerator": via_accelerator,
+    "executor": via_executor,
 }
 ACCELERATOR = None  # set in main(): the runners share one set-up accelerator
 
