@@ -48,12 +48,15 @@ def test_launch_runs_one_process_with_a_thread_per_device(tmp_path: Path) -> Non
         import torch, torch_xla
         import torch_xla.runtime as xr
 
+        LOCK = threading.Lock()
+
         def fn(index):
             device = torch_xla.device()
             value = (torch.ones(2, device=device) * (index + 1)).sum()
             torch_xla.sync()
-            print("REPLICA", index, xr.world_size(), os.getpid(), threading.get_ident(),
-                  device, value.cpu().item(), flush=True)
+            fields = ["REPLICA", index, xr.world_size(), os.getpid(), threading.get_ident(), device, value.cpu().item()]
+            with LOCK:  # one line per replica: the two threads' prints must not interleave
+                print(*fields, flush=True)
 
         if __name__ == "__main__":
             torch_xla.launch(fn)
