@@ -21,9 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.config.issues import ConfigError
 from declarative_train.config.store import register_schemas
+from declarative_train.sweep import SweepSummary, close_sweep
+from declarative_train.sweep.naming import job_overrides, run_name
 
 EXIT_RUN_FAILED = 1
 EXIT_BAD_CONFIG = 2
+EXIT_INTERRUPTED = 130
 _RUN_TOKEN = secrets.token_hex(3)  # one per launching process: two runs never share a folder
 
 
@@ -65,8 +68,16 @@ def normalize_overrides(args: list[str]) -> list[str]:
 
 def _register() -> None:
     register_schemas()
-    if not OmegaConf.has_resolver("dt_unique"):
-        OmegaConf.register_new_resolver("dt_unique", lambda: _RUN_TOKEN)
+    resolvers = {
+        "dt_unique": lambda: _RUN_TOKEN,
+        "dt_job_overrides": job_overrides,
+        "dt_run_name": lambda overrides: run_name(overrides),
+        # Optuna's max_failure_rate from sweep.keep_going: 1.0 lets every trial fail and go on.
+        "dt_max_failure_rate": lambda keep_going: 1.0 if keep_going else 0.0,
+    }
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def _is_multirun() -> bool:
@@ -77,21 +88,29 @@ def _train_job(cfg: DictConfig) -> Any:
     from declarative_train.build import build, describe
     from declarative_train.config.validate import validate_config
     from declarative_train.run import RunFailed, objective, run_job
+    from declarative_train.sweep.job import prepare_job, record_outcome
 
+    _register()  # joblib and submitit run jobs in fresh processes: resolvers are per process
+    multirun = _is_multirun()
     try:
         validate_config(cfg)
     except ConfigError as exc:
-        if _is_multirun():
+        if multirun:
+            record_outcome(cfg, "failed", "invalid configuration: " + "; ".join(map(str, exc.issues)))
             raise  # the sweep records this job as failed and goes on
         print(exc.format(), file=sys.stderr)
         sys.exit(EXIT_BAD_CONFIG)
     if cfg.dry_run:
         print(describe(build(cfg)))
         return None
+    if multirun:
+        finished = prepare_job(cfg, Path(HydraConfig.get().sweep.dir))
+        if finished is not None:
+            return objective(cfg, finished)
     try:
         results = run_job(cfg)
     except RunFailed as exc:
-        if _is_multirun():
+        if multirun:
             raise
         print(f"error: {exc} (details in {cfg.paths.output_dir}/train.log)", file=sys.stderr)
         sys.exit(EXIT_RUN_FAILED)
@@ -114,13 +133,33 @@ def _main(config_name: str, job: Callable[[DictConfig], Any]) -> None:
 
     try:
         hydra_entry()
+    except KeyboardInterrupt:
+        if close_sweep() is None:
+            raise
+        print("interrupted: re-run with hydra.sweep.dir=<the sweep folder> sweep.resume=true to finish it",
+              file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         if show_tracebacks:
             raise
-        if not entered:
+        summary = close_sweep()
+        if not entered and not (summary and summary.rows):
             _report_bad_command_line(config_name, exc)
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _report_unsuccessful(summary)
         sys.exit(EXIT_RUN_FAILED)
+    if _report_unsuccessful(close_sweep()):
+        sys.exit(EXIT_RUN_FAILED)
+
+
+def _report_unsuccessful(summary: SweepSummary | None) -> bool:
+    """Print which sweep jobs failed or were skipped; whether there were any."""
+    bad = summary.unsuccessful if summary is not None else []
+    if summary is not None and bad:
+        first = bad[0]
+        print(f"error: {len(bad)} of {len(summary.rows)} sweep jobs did not succeed (job {first.job}: "
+              f"{first.status_text}); see {summary.sweep_dir / 'summary.md'}", file=sys.stderr)
+    return bool(bad)
 
 
 def _report_bad_command_line(config_name: str, exc: Exception) -> None:

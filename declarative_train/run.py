@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.build import build, seed_everything
 from declarative_train.engine.executor import Executor
+from declarative_train.loggers.hparams import run_hparams
+from declarative_train.sweep.objective import objective_entry
 from declarative_train.utils.io import atomic_write_json
 
 log = logging.getLogger("declarative_train")
@@ -45,7 +47,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             executor.test("best" if cfg.train else cfg.ckpt_path)
         results = _results(cfg, executor, started)
         for logger in executor.loggers:
-            logger.log_hyperparams(_hparams(cfg), {k: v for k, v in results["test"].items()} or results["val"])
+            logger.log_hyperparams(run_hparams(cfg), {**results["val"], **results["test"]})
     except Exception as exc:
         where = _where(executor)
         message = f"run failed{where}: {type(exc).__name__}: {exc}"
@@ -64,14 +66,9 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
 
 def objective(cfg: DictConfig, results: dict[str, Any]) -> float | None:
-    """The value returned to a Hydra sweeper: ``optimized_metric`` or the checkpoint monitor."""
-    name = cfg.get("optimized_metric") or results.get("monitor")
-    if not name:
-        return None
-    for section in ("val", "test"):
-        if name in results.get(section, {}):
-            return float(results[section][name])
-    return None
+    """The value returned to a Hydra sweeper: ``results["objective"]["value"]`` (see ``sweep.objective``)."""
+    entry = results.get("objective") or {}
+    return entry.get("value")
 
 
 def _results(cfg: DictConfig, executor: Executor, started: float) -> dict[str, Any]:
@@ -88,6 +85,8 @@ def _results(cfg: DictConfig, executor: Executor, started: float) -> dict[str, A
         "global_step": executor.state.global_step,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "stop_reason": executor.state.stop_reason or None,
+        "objective": objective_entry(cfg.get("optimized_metric"), OmegaConf.select(cfg, "sweep.direction"),
+                                     metrics, executor.callbacks.values()),
         "train": {k: v for k, v in metrics.items() if k.startswith("train/")},
         "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
         "test": {k: v for k, v in metrics.items() if k.startswith("test/")},
@@ -106,19 +105,3 @@ def _where(executor: Executor | None) -> str:
     state = executor.state
     rank = executor.distribution.rank
     return f" on rank {rank} in {state.stage} at epoch {state.epoch}, step {state.global_step}"
-
-
-def _hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The config flattened to ``a.b.c: value`` for TensorBoard's HPARAMS tab."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key not in ("paths", "hydra") and not str(key).startswith("_"):
-                    walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix[:-1]] = node
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return flat

@@ -49,7 +49,8 @@ def diagnose(config_dir: str, config_name: str, overrides: list[str], extra_dirs
             else:
                 key_overrides.append(override)
         try:
-            cfg = compose(config_name, overrides=[*searchpath, *good_groups])
+            # With the hydra node, so hydra.* overrides (e.g. hydra.sweeper.n_trials) are checked too.
+            cfg = compose(config_name, overrides=[*searchpath, *good_groups], return_hydra_config=True)
         except Exception as exc:
             return [*issues, ConfigIssue("", str(exc).splitlines()[0])]
         with open_dict(cfg):
@@ -57,6 +58,8 @@ def diagnose(config_dir: str, config_name: str, overrides: list[str], extra_dirs
             cfg.paths.output_dir = "<run folder>"
         for override in key_overrides:
             issues.extend(_apply_key_override(cfg, override))
+        with open_dict(cfg):
+            del cfg["hydra"]
         if not issues:
             issues = collect_issues(cfg)
         else:

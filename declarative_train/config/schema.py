@@ -103,6 +103,20 @@ class PathsConfig:
 
 
 @attrs.define(kw_only=True)
+class SweepConfig:
+    """How ``-m`` sweeps treat failures, resume, and name their jobs (ignored by single runs)."""
+
+    keep_going: bool = True
+    """A failed job does not stop the others (False: later jobs are skipped, Optuna stops)."""
+    resume: bool = False
+    """Re-run into an existing ``hydra.sweep.dir``: skip finished jobs, resume the rest from last.ckpt."""
+    direction: str | None = None
+    """``max``/``maximize`` or ``min``/``minimize`` for the objective (None: the monitoring callback's mode)."""
+    job_overrides: list[str] = []
+    """Set by dtrain in each sweep job: its own overrides (TensorBoard run name and hparams)."""
+
+
+@attrs.define(kw_only=True)
 class TrainConfig:
     """The whole job. Component sections (``model``, ``data``, ...) are ``_target_`` nodes."""
 
@@ -122,6 +136,7 @@ class TrainConfig:
     """Extra module prefixes that ``_target_`` may import from."""
     optimized_metric: str | None = None
     """Metric returned to a Hydra sweeper (``None``: the checkpoint monitor)."""
+    sweep: SweepConfig = SweepConfig()
     trainer: TrainerConfig = TrainerConfig()
     accelerator: AcceleratorConfig = AcceleratorConfig()
     precision: PrecisionConfig = PrecisionConfig()

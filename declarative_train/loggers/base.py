@@ -21,5 +21,8 @@ class Logger:
     def log_hyperparams(self, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         """Record the run's hyperparameters with its final metrics."""
 
+    def log_histogram(self, tag: str, values: Any, step: int) -> None:
+        """Record the distribution of a tensor's values at ``step`` (loggers without histograms ignore it)."""
+
     def finalize(self) -> None:
         """Flush and close."""
