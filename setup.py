@@ -6,5 +6,5 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["declarative_train", "declarative_train.*"]), "declarative_train.conf"],
     package_dir={"declarative_train.conf": "conf"},
-    package_data={"declarative_train.conf": ["*.yaml", "*/*.yaml"]},
+    package_data={"declarative_train.conf": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
 )

@@ -68,10 +68,10 @@ def normalize_overrides(args: list[str]) -> list[str]:
 
 def _register() -> None:
     register_schemas()
-    resolvers = {
+    resolvers: dict[str, Callable[..., Any]] = {
         "dt_unique": lambda: _RUN_TOKEN,
         "dt_job_overrides": job_overrides,
-        "dt_run_name": lambda overrides: run_name(overrides),
+        "dt_run_name": run_name,
         # Optuna's max_failure_rate from sweep.keep_going: 1.0 lets every trial fail and go on.
         "dt_max_failure_rate": lambda keep_going: 1.0 if keep_going else 0.0,
     }
@@ -134,19 +134,20 @@ def _main(config_name: str, job: Callable[[DictConfig], Any]) -> None:
     try:
         hydra_entry()
     except KeyboardInterrupt:
-        if close_sweep() is None:
+        stopped = close_sweep(stopped=True)
+        if stopped is None:
             raise
-        print("interrupted: re-run with hydra.sweep.dir=<the sweep folder> sweep.resume=true to finish it",
-              file=sys.stderr)
+        print(f"interrupted: add hydra.sweep.dir={stopped.sweep_dir} sweep.resume=true to the same command "
+              "to finish the sweep", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         if show_tracebacks:
             raise
-        summary = close_sweep()
+        summary = close_sweep(stopped=True)
         if not entered and not (summary and summary.rows):
             _report_bad_command_line(config_name, exc)
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        _report_unsuccessful(summary)
+        if not _report_unsuccessful(summary):
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(EXIT_RUN_FAILED)
     if _report_unsuccessful(close_sweep()):
         sys.exit(EXIT_RUN_FAILED)

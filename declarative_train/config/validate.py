@@ -20,6 +20,7 @@ from declarative_train.config.targets import (
     check_target,
     iter_target_nodes,
 )
+from declarative_train.sweep.objective import DIRECTIONS
 
 __all__ = ["ConfigError", "ConfigIssue", "collect_issues", "validate_config"]
 
@@ -40,7 +41,7 @@ def collect_issues(cfg: DictConfig) -> list[ConfigIssue]:
         return issues  # the checks below need resolved values
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     for check in (_check_components, _check_trainer, _check_accelerator, _check_precision,
-                  _check_targets, _check_monitors):
+                  _check_targets, _check_monitors, _check_sweep):
         issues.extend(check(plain))
     return issues
 
@@ -158,6 +159,11 @@ def _check_accelerator(cfg: dict[str, Any]) -> list[ConfigIssue]:
 
 def _check_precision(cfg: dict[str, Any]) -> list[ConfigIssue]:
     return _choice("precision.mode", cfg["precision"]["mode"], PRECISION_MODES)
+
+
+def _check_sweep(cfg: dict[str, Any]) -> list[ConfigIssue]:
+    direction = (cfg.get("sweep") or {}).get("direction")
+    return [] if direction is None else _choice("sweep.direction", direction, tuple(DIRECTIONS))
 
 
 def _check_targets(cfg: dict[str, Any]) -> list[ConfigIssue]:

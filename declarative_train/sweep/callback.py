@@ -53,11 +53,11 @@ class SweepSummaryCallback(Callback):
         report_sweep(print_table=self.print_table)
 
 
-def report_sweep(print_table: bool = True) -> SweepSummary | None:
+def report_sweep(print_table: bool = True, unfinished: str = "running") -> SweepSummary | None:
     """Write (once) and print the summary of the sweep this process launched, if any."""
     if _TRACKER.sweep_dir is None or _TRACKER.summary is not None:
         return _TRACKER.summary
-    summary = summarize(_TRACKER.sweep_dir)
+    summary = summarize(_TRACKER.sweep_dir, unfinished)
     if summary.rows:
         _, md_path = summary.write()
         if print_table:
@@ -66,9 +66,13 @@ def report_sweep(print_table: bool = True) -> SweepSummary | None:
     return summary
 
 
-def close_sweep() -> SweepSummary | None:
-    """After a multirun (returned or raised): its summary, written now if not yet; forget it."""
-    summary = report_sweep()
+def close_sweep(stopped: bool = False) -> SweepSummary | None:
+    """After a multirun (returned or raised): its summary, written now if not yet; forget it.
+
+    ``stopped``: the sweep was interrupted or crashed, so job folders without results are
+    listed as ``interrupted``.
+    """
+    summary = report_sweep(unfinished="interrupted" if stopped else "running")
     _TRACKER.sweep_dir, _TRACKER.summary = None, None
     return summary
 
@@ -78,8 +82,7 @@ def _check_resumable(config: DictConfig, sweep_dir: Path) -> None:
     sweeper = OmegaConf.select(config, "hydra.sweeper._target_")
     problem = None
     if sweeper != BASIC_SWEEPER:
-        problem = (f"resuming needs a grid sweep (Hydra's basic sweeper), not {sweeper}: "
-                   "an Optuna study continues through hydra.sweeper.storage")
+        problem = f"resuming needs a grid sweep (Hydra's basic sweeper), not {sweeper}"
     elif (sweep_dir / "multirun.yaml").is_file():
         before = _grid(OmegaConf.load(sweep_dir / "multirun.yaml"))
         now = _grid(config)

@@ -20,7 +20,7 @@ from declarative_train.sweep.job import read_results
 from declarative_train.utils.io import atomic_write_bytes
 
 #: Order of statuses in the table after the ranked ``ok`` rows.
-STATUS_ORDER = {"ok": 0, "failed": 1, "skipped": 2, "running": 3, "missing": 4}
+STATUS_ORDER = {"ok": 0, "failed": 1, "skipped": 2, "running": 3, "interrupted": 3, "missing": 4}
 
 
 @attrs.define
@@ -77,7 +77,8 @@ class SweepSummary:
         """Every column, full overrides, numbers unrounded."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["best", "job", "status", "error", *self._metric_headers(), "epochs", "wall_time_s", "overrides"])
+        writer.writerow(["best", "job", "status", "error", *self._metric_headers(plain=True), "epochs", "wall_time_s",
+                         "overrides"])
         for row in self.rows:
             writer.writerow(["*" if row.best else "", row.job, row.status, row.error,
                              *self._metric_values(row, str), _blank(row.epochs), _blank(row.wall_time_s),
@@ -109,9 +110,10 @@ class SweepSummary:
             return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
         return "\n".join([line(header), line("-" * w for w in widths), *(line(r) for r in body)])
 
-    def _metric_headers(self) -> list[str]:
-        headers = [f"{self.objective_name} ({self.mode})"] if self.objective_name else []
-        return headers + [f"{m} (best)" for m in self._other_monitors()] + self._test_keys()
+    def _metric_headers(self, plain: bool = False) -> list[str]:
+        objective = [self.objective_name if plain else f"{self.objective_name} ({self.mode})"] if self.objective_name else []
+        monitors = [f"{m}{'_best' if plain else ' (best)'}" for m in self._other_monitors()]
+        return objective + monitors + self._test_keys()
 
     def _metric_values(self, row: JobRow, fmt: Any) -> list[str]:
         values = [_blank(row.objective, fmt)] if self.objective_name else []
@@ -131,10 +133,14 @@ class SweepSummary:
         return [o for o in first if all(o in r.overrides for r in self.rows[1:])]
 
 
-def summarize(sweep_dir: str | Path) -> SweepSummary:
-    """Read every job of ``sweep_dir`` (finished, failed, running or missing) into a summary."""
+def summarize(sweep_dir: str | Path, unfinished: str = "running") -> SweepSummary:
+    """Read every job of ``sweep_dir`` (finished, failed, running or missing) into a summary.
+
+    ``unfinished`` is the status of a job folder without ``results.json``: ``running``, or
+    ``interrupted`` when the caller knows the sweep has stopped.
+    """
     sweep_dir = Path(sweep_dir)
-    rows = [_row(job_dir) for job_dir in _job_dirs(sweep_dir)]
+    rows = [_row(job_dir, unfinished) for job_dir in _job_dirs(sweep_dir)]
     present = {row.job for row in rows}
     rows += [JobRow(job=name, overrides=overrides, status="missing")
              for name, overrides in expected_jobs(sweep_dir) if name not in present]
@@ -157,11 +163,11 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(dirs, key=lambda p: _job_key(p.name))
 
 
-def _row(job_dir: Path) -> JobRow:
+def _row(job_dir: Path, unfinished: str) -> JobRow:
     overrides = _overrides(job_dir)
     results = read_results(job_dir)
     if results is None:
-        return JobRow(job=job_dir.name, overrides=overrides, status="running")
+        return JobRow(job=job_dir.name, overrides=overrides, status=unfinished)
     status = str(results.get("status", "failed"))
     error = str(results.get("error") or "").strip().splitlines()
     objective = results.get("objective") or {}
