@@ -126,3 +126,11 @@ def test_resuming_with_other_overrides_is_refused(run_cli: Callable[..., CLIResu
     assert again.returncode == 2
     assert "sweep.resume: " in again.stderr and "resume with the same overrides" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_hydra_overrides_of_a_preset_are_not_reported_as_unknown(run_cli: Callable[..., CLIResult]) -> None:
+    result = run_cli("hparams_search=digits_optuna", "hydra.sweeper.n_trials=2", "trainer.max_epoch=3", "sweep.direction=up")
+    assert result.returncode == 2
+    assert "trainer.max_epoch: unknown key" in result.stderr
+    assert "sweep.direction: 'up' is not one of" in result.stderr
+    assert "hydra.sweeper" not in result.stderr
