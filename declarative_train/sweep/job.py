@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,9 @@ def prepare_job(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any] | None:
     """Get a sweep job ready to run; return its earlier results when it needs no run at all.
 
     With ``sweep.resume``, a job whose ``results.json`` says ok is not run again, and any other job
-    resumes from its ``last.ckpt`` (by setting ``ckpt_path``) when it has one. Raises
-    :class:`JobSkipped` when ``sweep.keep_going`` is false and another job of this sweep failed.
+    resumes from its ``last.ckpt`` (by setting ``ckpt_path``) when it has one; so does a job SLURM
+    requeued (after a timeout or preemption). Raises :class:`JobSkipped` when
+    ``sweep.keep_going`` is false and another job of this sweep failed.
     """
     restore_start_method()
     job_dir = Path(cfg.paths.output_dir)
@@ -57,8 +59,9 @@ def prepare_job(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any] | None:
             raise JobSkipped(message)
     (job_dir / RESULTS).unlink(missing_ok=True)  # a stale outcome would hide that the job is running
     last = _last_checkpoint(cfg)
-    if cfg.sweep.resume and last is not None and not cfg.ckpt_path:
-        log.info("sweep.resume: resuming from %s", last)
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    if (cfg.sweep.resume or requeued) and last is not None and not cfg.ckpt_path:
+        log.info("%s: resuming from %s", "sweep.resume" if cfg.sweep.resume else "requeued by SLURM", last)
         cfg.ckpt_path = str(last)
     return None
 

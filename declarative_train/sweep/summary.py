@@ -88,15 +88,14 @@ class SweepSummary:
     def to_markdown(self) -> str:
         """A heading, the overrides every job shares, and an aligned table (also readable as text)."""
         common = self._common_overrides()
-        lines = [f"# Sweep {self.sweep_dir}", ""]
         counts = {status: sum(r.status == status for r in self.rows) for status in STATUS_ORDER}
-        lines.append(", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no jobs")
+        lines = [f"# Sweep {self.sweep_dir}", "",
+                 "- jobs: " + (", ".join(f"{n} {status}" for status, n in counts.items() if n) or "none")]
         if self.objective_name:
-            lines.append(f"objective: {self.objective_name} ({self.mode}); best job marked *")
+            lines.append(f"- objective: {self.objective_name} ({self.mode}); best job marked *")
         if common:
-            lines.append(f"every job: {' '.join(common)}")
-        lines.append("")
-        return "\n".join(lines) + self.table() + "\n"
+            lines.append(f"- every job: {' '.join(common)}")
+        return "\n".join([*lines, "", self.table(), ""])
 
     def table(self) -> str:
         """The rows as an aligned Markdown table, only the overrides that differ between jobs."""

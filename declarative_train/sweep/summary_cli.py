@@ -6,6 +6,7 @@ Works while the sweep runs and after it crashed. Exit codes: 0 written, 2 not a 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from declarative_train.sweep.summary import summarize
@@ -22,8 +23,11 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         sys.exit(2)
     _, md_path = summary.write()
-    print(summary.to_markdown())
-    print(f"written: {md_path} and summary.csv")
+    try:
+        print(summary.to_markdown())
+        print(f"written: {md_path} and summary.csv", flush=True)
+    except BrokenPipeError:  # piped into head or less and closed early: the files are written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -79,8 +79,8 @@ def test_summary_files_hold_every_job_and_the_best_mark(sweep: Path) -> None:
     assert rows[0]["overrides"] == "optimizer.lr=0.3 debug=limit"
     assert rows[2]["status"] == "failed" and rows[2]["error"].endswith("ValueError: boom")
     md = md_path.read_text()
-    assert "every job: debug=limit" in md
-    assert "2 ok, 1 failed, 1 running, 1 missing" in md
+    assert "- every job: debug=limit" in md
+    assert "- jobs: 2 ok, 1 failed, 1 running, 1 missing" in md
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len(table) == 2 + 5
     assert "| *    | 2   | optimizer.lr=0.3" in table[2]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from declarative_train import Classification, Executor
@@ -15,6 +19,7 @@ from declarative_train.data import Digits
 from declarative_train.loggers import TensorBoardLogger
 from declarative_train.loggers.hparams import overrides_to_hparams
 from declarative_train.models import MLP
+from declarative_train.sweep.job import JobSkipped, prepare_job
 from declarative_train.sweep.naming import MAX_NAME_LENGTH, is_plumbing, run_name
 from declarative_train.sweep.objective import normalize_direction, objective_entry
 
@@ -79,3 +84,46 @@ def test_parameter_histograms_log_weights_and_first_step_gradients(tmp_path: Pat
     assert set(tags) == {f"weights/{n}" for n in names} | {f"grads/{n}" for n in names}
     assert [e.step for e in events.Histograms(f"grads/{names[0]}")] == [6, 12]  # epochs 2 and 4, 3 steps each
     assert not executor.callbacks["histograms"]._hooks  # one-shot hooks are gone between logged epochs
+
+
+@pytest.fixture
+def sweep_job(tmp_path: Path, compose_cfg: Any) -> Callable[..., Any]:
+    """A composed config whose run folder is job 0 of a sweep folder."""
+    def make(*overrides: str) -> Any:
+        cfg = compose_cfg(list(overrides))
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "sweep" / "0")
+        (tmp_path / "sweep" / "0" / "checkpoints").mkdir(parents=True, exist_ok=True)
+        return cfg
+    return make
+
+
+def test_prepare_job_reuses_finished_results_and_resumes_the_rest(sweep_job: Callable[..., Any], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    sweep, job = tmp_path / "sweep", tmp_path / "sweep" / "0"
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    (job / "checkpoints").mkdir(parents=True)
+    (job / "results.json").write_text(json.dumps({"status": "ok", "objective": {"value": 0.9}}))
+    assert prepare_job(sweep_job("sweep.resume=true"), sweep) == {"status": "ok", "objective": {"value": 0.9}}
+
+    (job / "results.json").write_text(json.dumps({"status": "failed", "error": "x"}))
+    (job / "checkpoints" / "last.ckpt").write_bytes(b"")
+    cfg = sweep_job("sweep.resume=true")
+    assert prepare_job(cfg, sweep) is None
+    assert cfg.ckpt_path == str(job / "checkpoints" / "last.ckpt")
+    assert not (job / "results.json").exists()  # the stale failure no longer hides the running job
+
+    cfg = sweep_job()
+    assert prepare_job(cfg, sweep) is None and cfg.ckpt_path is None  # a plain re-run starts over
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert prepare_job(cfg, sweep) is None and cfg.ckpt_path == str(job / "checkpoints" / "last.ckpt")
+
+
+def test_prepare_job_skips_after_a_failure_unless_keep_going(sweep_job: Callable[..., Any], tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    (sweep / "1").mkdir(parents=True)
+    (sweep / "1" / "results.json").write_text(json.dumps({"status": "failed", "error": "boom"}))
+    assert prepare_job(sweep_job(), sweep) is None
+    with pytest.raises(JobSkipped, match="job 1 failed and sweep.keep_going=false"):
+        prepare_job(sweep_job("sweep.keep_going=false"), sweep)
+    assert json.loads((sweep / "0" / "results.json").read_text())["status"] == "skipped"
