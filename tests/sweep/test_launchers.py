@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -46,19 +47,28 @@ def test_submitit_local_jobs_each_get_a_folder_and_the_sweep_a_summary(
     assert (sweep / ".submitit").is_dir()
 
 
-def test_slurm_preset_asks_one_task_per_device_and_requeues_on_timeout(tmp_path: Path) -> None:
-    from submitit.slurm.slurm import _make_sbatch_string
-
+def _launcher(*overrides: str) -> Any:
     _register()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                                               "accelerator.devices=4", "accelerator.num_nodes=2"],
-                          return_hydra_config=True)
+            return compose("train", overrides=list(overrides), return_hydra_config=True).hydra.launcher
     finally:
         GlobalHydra.instance().clear()
-    launcher = cfg.hydra.launcher
+
+
+def test_local_presets_pick_their_launchers() -> None:
+    parallel = _launcher("hydra/launcher=parallel")
+    assert parallel._target_.endswith("JoblibLauncher") and parallel.n_jobs == 2
+    local = _launcher("hydra/launcher=local")
+    assert local._target_.endswith("LocalLauncher") and local.tasks_per_node == 1
+
+
+def test_slurm_preset_asks_one_task_per_device_and_requeues_on_timeout(tmp_path: Path) -> None:
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    launcher = _launcher("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "accelerator.devices=4",
+                         "accelerator.num_nodes=2")
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.tasks_per_node, launcher.gpus_per_node, launcher.nodes) == (4, 4, 2)
     assert launcher.max_num_timeout == 3 and launcher.signal_delay_s == 120
