@@ -1,7 +1,9 @@
 """Entry points ``dtrain`` and ``dtrain-eval``: compose -> validate -> run, with exit codes.
 
 Exit codes: 0 success; 2 invalid configuration or command line (one message, every problem with
-its key path, no traceback unless ``HYDRA_FULL_ERROR=1``); 1 a failure during the run.
+its key path, no traceback unless ``HYDRA_FULL_ERROR=1``); 1 a failure during the run; 75 stopped
+by SIGTERM/SIGUSR1 after saving ``last.ckpt`` (requeue and resume); 130 the same for SIGINT;
+128 + N a second signal N (no save).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def config_dir() -> str:
 #: Groups whose choice names are numbers (``precision=32``): Hydra would read those as ints.
 NUMERIC_CHOICE_GROUPS = ("precision",)
 #: Keys whose values are file paths, which may hold '=' (``epoch=3-step=80.ckpt``) or commas.
-PATH_KEYS = ("ckpt_path", "hydra.run.dir", "hydra.sweep.dir")
+PATH_KEYS = ("ckpt_path", "resume_dir", "hydra.run.dir", "hydra.sweep.dir")
 _NUMERIC_CHOICE = re.compile(r"^(?P<key>[+~]?(?:{}))=(?P<value>[0-9][0-9,]*(?:,[^,]+)*)$".format("|".join(NUMERIC_CHOICE_GROUPS)))
 _PATH_VALUE = re.compile(r"^(?P<key>[+]{{0,2}}(?:{}))=(?P<value>[^'\"].*)$".format("|".join(re.escape(k) for k in PATH_KEYS)))
 
@@ -87,6 +89,7 @@ def _is_multirun() -> bool:
 def _train_job(cfg: DictConfig) -> Any:
     from declarative_train.build import build, describe
     from declarative_train.config.validate import validate_config
+    from declarative_train.engine.preemption import Interrupted, Preempted
     from declarative_train.run import RunFailed, objective, run_job
     from declarative_train.sweep.job import prepare_job, record_outcome
 
@@ -114,6 +117,11 @@ def _train_job(cfg: DictConfig) -> Any:
             raise
         print(f"error: {exc} (details in {cfg.paths.output_dir}/train.log)", file=sys.stderr)
         sys.exit(EXIT_RUN_FAILED)
+    except (Preempted, Interrupted) as exc:
+        if _is_multirun():
+            raise
+        print(f"stopped: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     return objective(cfg, results)
 
 

@@ -12,7 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.build import build, seed_everything
 from declarative_train.engine.executor import Executor
+from declarative_train.engine.preemption import Interrupted, Preempted, PreemptionHandler
 from declarative_train.loggers.hparams import run_hparams
+from declarative_train.resume import resume_checkpoint
 from declarative_train.sweep.objective import objective_entry
 from declarative_train.utils.io import atomic_write_json
 
@@ -40,7 +42,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         for logger in executor.loggers:
             logger.log_text("config", config_yaml)
         if cfg.train:
-            executor.fit(ckpt_path=cfg.ckpt_path)
+            preemption = PreemptionHandler(output_dir / "checkpoints")
+            preemption.attach(executor)  # after the callbacks (attached in setup): they save first
+            with preemption.installed():
+                executor.fit(ckpt_path=resume_checkpoint(cfg))
             if executor.state.stop_reason:
                 log.info("fit stopped early: %s", executor.state.stop_reason)
         if cfg.test and executor.data.has_split("test"):
@@ -48,6 +53,14 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         results = _results(cfg, executor, started)
         for logger in executor.loggers:
             logger.log_hyperparams(run_hparams(cfg), {**results["val"], **results["test"]})
+    except (Preempted, Interrupted) as exc:
+        stopped = {"status": "preempted" if isinstance(exc, Preempted) else "interrupted", "error": str(exc),
+                   "resume_ckpt_path": getattr(exc, "ckpt_path", None)}
+        log.warning("%s", exc)
+        if executor is not None:
+            stopped = {**_results(cfg, executor, started), **stopped}
+        _write(cfg, output_dir, executor, stopped)
+        raise
     except Exception as exc:
         where = _where(executor)
         message = f"run failed{where}: {type(exc).__name__}: {exc}"

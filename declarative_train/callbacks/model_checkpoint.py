@@ -1,14 +1,17 @@
-"""Save checkpoints at epoch ends: the best ``save_top_k`` by a monitored metric, and ``last.ckpt``."""
+"""Save checkpoints every N epochs, steps or seconds: the best ``save_top_k`` by a monitored
+metric, and ``last.ckpt``."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from declarative_train.callbacks.base import Callback, is_improvement
+from declarative_train.engine.ckpt_file import stale_temp_files
 from declarative_train.engine.events import Event
 
 log = logging.getLogger(__name__)
@@ -19,7 +22,12 @@ class ModelCheckpoint(Callback):
 
     Files are ``<dirpath>/epoch=E-step=S.ckpt`` (0-based epoch) and ``<dirpath>/last.ckpt``.
     Without a ``monitor`` the newest ``save_top_k`` are kept. ``best_model_path`` and
-    ``best_model_score`` name the best one; the table survives resuming into another folder.
+    ``best_model_score`` name the best one. The table is part of every checkpoint, so it survives
+    resuming into another folder; files of another folder leave the table when they drop out of
+    the top k, but are not deleted.
+
+    Saves happen at the executor's checkpoint points (after the step's or epoch's validation), so
+    every file resumes exactly.
 
     Args:
         dirpath: folder for checkpoint files.
@@ -27,7 +35,10 @@ class ModelCheckpoint(Callback):
         mode: ``max`` or ``min``.
         save_top_k: how many best checkpoints to keep.
         save_last: also write ``last.ckpt`` every time.
-        every_n_epochs: save every N epochs.
+        every_n_epochs: save at the end of every N-th epoch (0: not at epoch ends).
+        every_n_train_steps: also save every N optimizer steps (``None``/0: off).
+        train_time_interval: also save after a step once this many seconds have passed since the
+            last save (``None``: off).
     """
 
     runs_in_fast_dev_run = False
@@ -35,6 +46,7 @@ class ModelCheckpoint(Callback):
     def __init__(
         self, dirpath: str = "checkpoints", monitor: str | None = None, mode: str = "min",
         save_top_k: int = 1, save_last: bool = True, every_n_epochs: int = 1,
+        every_n_train_steps: int | None = None, train_time_interval: float | None = None,
         filename: str = "epoch={epoch}-step={step}",
     ) -> None:
         if mode not in ("min", "max"):
@@ -45,22 +57,56 @@ class ModelCheckpoint(Callback):
         self.save_top_k = save_top_k
         self.save_last = save_last
         self.every_n_epochs = every_n_epochs
+        self.every_n_train_steps = every_n_train_steps
+        self.train_time_interval = train_time_interval
         self.filename = filename
         self.best_k_models: dict[str, float] = {}
         self.best_model_path: str = ""
         self.best_model_score: float | None = None
         self.last_model_path: str = ""
+        self._last_save_time = 0.0
+        self._saved_at: tuple[int, bool] | None = None
+        self._warned = False
 
     def attach(self, executor: Any) -> None:
-        executor.events.on(Event.EPOCH_END, self._on_epoch_end, every=self.every_n_epochs)
+        self._last_save_time = time.monotonic()
+        if self.every_n_epochs:
+            executor.events.on(Event.EPOCH_CHECKPOINT, self.save, every=self.every_n_epochs)
+        if self.every_n_train_steps:
+            executor.events.on(Event.STEP_CHECKPOINT, self.save, every=self.every_n_train_steps)
+        if self.train_time_interval:
+            executor.events.on(Event.STEP_CHECKPOINT, self._save_if_time_passed)
+        if executor.distribution.is_global_zero and self.dirpath.is_dir():
+            for leftover in stale_temp_files(self.dirpath):  # from a process killed while writing
+                log.info("ModelCheckpoint: removing %s, left by an interrupted write", leftover)
+                leftover.unlink(missing_ok=True)
 
-    def _on_epoch_end(self, executor: Any) -> None:
+    def _save_if_time_passed(self, executor: Any) -> None:
+        assert self.train_time_interval is not None
+        if time.monotonic() - self._last_save_time >= self.train_time_interval:
+            self.save(executor)
+
+    def write_last(self, executor: Any) -> str:
+        """Write ``last.ckpt`` now (also with ``save_last=False``); return its path."""
+        self.last_model_path = str(self.dirpath / "last.ckpt")
+        executor.save_checkpoint(self.last_model_path)
+        return self.last_model_path
+
+    def save(self, executor: Any) -> None:
+        """Save a top-k candidate and ``last.ckpt`` for the executor's current state."""
         state = executor.state
+        position = (state.global_step, state.epoch_finished)
+        if position == self._saved_at:
+            return  # several cadences met at the same point
+        self._saved_at, self._last_save_time = position, time.monotonic()
+        before = self.state_dict()
         paths: list[str] = []
         score = state.metrics.get(self.monitor) if self.monitor else None
         if self.monitor and score is None:
-            log.warning("ModelCheckpoint: monitor %r has no value at epoch %d; only last.ckpt is saved",
-                        self.monitor, state.epoch)
+            if not self._warned:
+                log.warning("ModelCheckpoint: monitor %r has no value yet (epoch %d, step %d); only "
+                            "last.ckpt is saved until it has", self.monitor, state.epoch, state.global_step)
+                self._warned = True
         elif self.save_top_k != 0:
             path = str(self.dirpath / (self.filename.format(epoch=state.epoch, step=state.global_step) + ".ckpt"))
             if self._qualifies(score):
@@ -71,9 +117,15 @@ class ModelCheckpoint(Callback):
             paths.append(self.last_model_path)
         evicted = self._trim()
         self._update_best()
-        executor.save_checkpoint(*paths)
+        try:
+            executor.save_checkpoint(*paths)  # the table inside already lists this file
+        except BaseException:
+            self._set_table(before)  # nothing was written: keep the table true to the disk
+            raise
         if executor.distribution.is_global_zero:
             for path in evicted:
+                if Path(path).parent.resolve() != self.dirpath.resolve():
+                    continue  # another run's file: out of the table, but not ours to delete
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
 
@@ -118,7 +170,16 @@ class ModelCheckpoint(Callback):
             log.warning("ModelCheckpoint: checkpoint monitored %r, now %r; starting a new top-k table",
                         state.get("monitor"), self.monitor)
             return
-        self.best_k_models = dict(state["best_k_models"])
-        self.best_model_path = state["best_model_path"]
-        self.best_model_score = state["best_model_score"]
+        self._set_table(state)
+
+    def _set_table(self, state: dict[str, Any]) -> None:
+        self.best_k_models = {}
+        for path, score in state["best_k_models"].items():
+            if Path(path).is_file():
+                self.best_k_models[path] = score
+            else:
+                log.warning("ModelCheckpoint: %s from the resumed run's top-k table is gone; dropped", path)
         self.last_model_path = state.get("last_model_path", "")
+        self._update_best()
+        if not self.best_k_models:
+            self.best_model_path, self.best_model_score = "", None

@@ -128,6 +128,10 @@ class TrainConfig:
     """Run test after fit (on the best checkpoint when there is one)."""
     ckpt_path: str | None = None
     """Checkpoint to resume fit from (or to evaluate, for ``dtrain-eval``)."""
+    resume: str | None = None
+    """``auto``: resume fit from the newest ``last.ckpt`` under ``resume_dir`` (start fresh if none)."""
+    resume_dir: str | None = None
+    """Where ``resume=auto`` looks, recursively (``None``: this run's own folder)."""
     dry_run: bool = False
     """Validate and build everything, print the object graph, and exit without training."""
     task_name: str = "train"

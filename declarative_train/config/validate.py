@@ -7,6 +7,7 @@ arguments bind), monitored metric names, and whether the accelerator exists on t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -41,7 +42,7 @@ def collect_issues(cfg: DictConfig) -> list[ConfigIssue]:
         return issues  # the checks below need resolved values
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     for check in (_check_components, _check_trainer, _check_accelerator, _check_precision,
-                  _check_targets, _check_monitors, _check_sweep):
+                  _check_targets, _check_monitors, _check_sweep, _check_resume):
         issues.extend(check(plain))
     return issues
 
@@ -172,6 +173,20 @@ def _check_targets(cfg: dict[str, Any]) -> list[ConfigIssue]:
     for path, node in iter_target_nodes({k: v for k, v in cfg.items() if k != "hydra"}):
         extra = SCHEDULER_KEYS if path == "scheduler" else frozenset()
         issues.extend(check_target(path, node, packages, extra))
+    return issues
+
+
+def _check_resume(cfg: dict[str, Any]) -> list[ConfigIssue]:
+    resume, folder = cfg.get("resume"), cfg.get("resume_dir")
+    if resume is None:
+        return [ConfigIssue("resume_dir", "is only used with resume=auto")] if folder is not None else []
+    if resume != "auto":
+        return [ConfigIssue("resume", f"must be 'auto' or null, got {resume!r}")]
+    issues = []
+    if cfg.get("ckpt_path") is not None:
+        issues.append(ConfigIssue("resume", "resume=auto and ckpt_path are both set: use one of them"))
+    if folder is not None and not Path(folder).is_dir():
+        issues.append(ConfigIssue("resume_dir", f"{folder!r} is not a folder"))
     return issues
 
 

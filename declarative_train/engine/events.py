@@ -1,8 +1,8 @@
 """The executor's events and subscriptions with ``every``/``once`` filters (Ignite style).
 
 Frequency belongs to the subscription: ``bus.on(Event.STEP_END, log_loss, every=50)``.
-``every``/``once`` count optimizer steps for ``STEP_END``, completed epochs for ``EPOCH_END``,
-and firings for the other events.
+``every``/``once`` count optimizer steps for ``STEP_END``/``STEP_CHECKPOINT``, completed epochs
+for ``EPOCH_END``/``EPOCH_CHECKPOINT``, and firings for the other events.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ class Event(enum.Enum):
     EVAL_START = "eval_start"  # validation or test; ``state.stage`` says which
     EVAL_END = "eval_end"
     EXCEPTION = "exception"
+    # Safe points to save (as Composer's BATCH_CHECKPOINT): everything the step or epoch does,
+    # validation and scheduler steps included, is done, so a checkpoint taken here resumes exactly.
+    STEP_CHECKPOINT = "step_checkpoint"
+    EPOCH_CHECKPOINT = "epoch_checkpoint"
 
 
 @attrs.define
@@ -61,9 +65,9 @@ class EventBus:
         state = executor.state
         for sub in subscriptions:
             sub.fired += 1
-            if event is Event.STEP_END:
+            if event in (Event.STEP_END, Event.STEP_CHECKPOINT):
                 count = state.global_step
-            elif event is Event.EPOCH_END:
+            elif event in (Event.EPOCH_END, Event.EPOCH_CHECKPOINT):
                 count = state.epoch + 1
             else:
                 count = sub.fired

@@ -13,6 +13,7 @@ events. Usable without Hydra::
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -23,6 +24,7 @@ import torch
 
 from declarative_train.accelerators import Accelerator, CPUAccelerator
 from declarative_train.config.schema import TrainerConfig
+from declarative_train.data.resumable import ResumableSampler
 from declarative_train.distributed import Distribution, SingleProcess
 from declarative_train.engine import checkpointing
 from declarative_train.engine.batches import (
@@ -31,6 +33,7 @@ from declarative_train.engine.batches import (
     validation_interval,
 )
 from declarative_train.engine.events import Event, EventBus
+from declarative_train.engine.loss_guard import LossGuard
 from declarative_train.engine.scheduling import SchedulerSpec, is_plateau
 from declarative_train.engine.state import LoopState
 from declarative_train.precision import Precision
@@ -99,6 +102,9 @@ class Executor:
         self.scheduler: Any = None
         self._set_up = False
         self._loaders: dict[str, Any] = {}
+        #: The train loader's sampler when the loader uses it (resuming then skips without loading).
+        self.train_sampler: ResumableSampler | None = None
+        self._train_batch_size = 0
         #: Extra entries stored in every checkpoint (the run layer adds the resolved config).
         self.checkpoint_extras: dict[str, Any] = {}
         self.tested_ckpt_path: str | None = None
@@ -121,7 +127,7 @@ class Executor:
                 self._train_epoch()
                 if not self.state.should_stop or self.state.batch_idx >= self.state.num_train_batches:
                     self.state.epoch += 1
-                    self.state.batch_idx = 0
+                    self.state.batch_idx, self.state.epoch_finished = 0, False
             self.events.fire(Event.FIT_END, self)
         except BaseException:
             self.events.fire(Event.EXCEPTION, self)
@@ -171,7 +177,12 @@ class Executor:
             logger.log_metrics(dict(metrics), step)
 
     def save_checkpoint(self, *paths: str) -> None:
-        """Save the complete training state to each path (serialised once, written atomically)."""
+        """Save the complete training state to each path (serialised once, written atomically).
+
+        Raises instead if a training loss since the last check was not finite.
+        """
+        if self._set_up:
+            self._loss_guard.check(self)
         checkpointing.save(self, paths)
 
     def load_checkpoint(self, path: str) -> None:
@@ -201,6 +212,8 @@ class Executor:
         if self.scheduler_spec is not None:
             self.scheduler = self.scheduler_spec.build(self.optimizer, self._estimated_steps())
         self._stage_metrics = self._build_metrics()
+        self._loss_guard = LossGuard(self.settings.log_every_n_steps, self.precision.scaler is not None)
+        self._loss_guard.attach(self)
         for callback in self.callbacks.values():
             if self.fast_dev_run and not getattr(callback, "runs_in_fast_dev_run", True):
                 continue
@@ -236,7 +249,15 @@ class Executor:
         shuffle = split == "train" and not overfit
         sampler = self.distribution.sampler(self.data.datasets[split], shuffle=shuffle, seed=self.seed) \
             if split in self.data.datasets else None
-        loader = self.data.dataloader(split, shuffle=shuffle, sampler=sampler)
+        if split != "train":
+            return self.accelerator.wrap_loader(self.data.dataloader(split, shuffle=shuffle, sampler=sampler))
+        resumable = ResumableSampler(len(self.data.datasets[split]), shuffle=shuffle, seed=self.seed, inner=sampler)
+        loader = self.data.dataloader(split, shuffle=shuffle, sampler=resumable, generator=resumable.generator)
+        if getattr(loader, "sampler", None) is resumable and loader.batch_size:
+            self.train_sampler, self._train_batch_size = resumable, loader.batch_size
+        else:
+            log.warning("%s's train loader does not use the executor's sampler: resuming mid-epoch "
+                        "loads the batches it skips", type(self.data).__name__)
         return self.accelerator.wrap_loader(loader)
 
     def _count(self, split: str, loader: Any) -> int:
@@ -269,18 +290,19 @@ class Executor:
         loader = self._train_loader
         if loader is None:
             raise ValueError(f"{type(self.data).__name__} has no 'train' split to fit on")
-        set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(state.epoch)
         n = state.num_train_batches
         accumulate = s.accumulate_grad_batches
         validate_now = self._validates_in_epoch(state.epoch)
         val_every = validation_interval(n, s.val_check_interval)
         max_steps = 1 if self.fast_dev_run else s.max_steps
         self.task.train()
+        start = state.batch_idx  # > 0 when resuming mid-epoch
+        if not start or state.epoch_loss_sum is None:
+            state.epoch_loss_sum = torch.zeros((), device=self.accelerator.device)
+        loss_sum = state.epoch_loss_sum
+        state.epoch_finished = False
         self.events.fire(Event.EPOCH_START, self)
-        loss_sum = torch.zeros((), device=self.accelerator.device)
-        for batch_idx, batch in enumerate(loader):
+        for batch_idx, batch in self._epoch_batches(loader, start):
             if batch_idx >= n:
                 break
             batch = self._prepare_batch(batch)
@@ -290,7 +312,8 @@ class Executor:
                     loss = self._training_step(batch, batch_idx)
                 self.precision.backward(loss / accumulate if accumulate > 1 else loss)
             loss = loss.detach()
-            loss_sum += loss
+            # A GradScaler skips steps with non-finite losses; keep them out of the epoch mean.
+            loss_sum += loss if self.precision.scaler is None else loss.nan_to_num(0.0, 0.0, 0.0)
             state.batch_idx = batch_idx + 1
             if boundary:
                 self._optimizer_step()
@@ -304,6 +327,8 @@ class Executor:
             if validate_now and state.batch_idx % val_every == 0:
                 self._evaluate("val")
                 self.task.train()
+            if boundary:
+                self.events.fire(Event.STEP_CHECKPOINT, self)
             if state.should_stop:
                 break
         # One host sync per epoch: the mean training loss, for monitors and the progress log.
@@ -311,7 +336,20 @@ class Executor:
             state.metrics["train/loss"] = float(loss_sum) / state.batch_idx
         if state.batch_idx >= n:
             self._step_scheduler("epoch")
+            state.epoch_finished = True
         self.events.fire(Event.EPOCH_END, self)
+        self.events.fire(Event.EPOCH_CHECKPOINT, self)
+
+    def _epoch_batches(self, loader: Any, start: int) -> Iterable[tuple[int, Any]]:
+        """``(batch_idx, batch)`` of this epoch from ``start``, in the order fixed by (seed, epoch)."""
+        epoch = self.state.epoch
+        if self.train_sampler is not None:
+            self.train_sampler.start_epoch(epoch, skip=start * self._train_batch_size)
+            return enumerate(loader, start)
+        set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        return itertools.islice(enumerate(loader), start, None)  # loads the skipped batches
 
     def _validates_in_epoch(self, epoch: int) -> bool:
         if self.state.num_val_batches == 0:

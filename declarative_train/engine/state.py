@@ -20,6 +20,10 @@ class LoopState:
     """Optimizer steps taken."""
     batch_idx: int = 0
     """Batches consumed in the current training epoch."""
+    epoch_finished: bool = False
+    """The current epoch's end-of-epoch work (scheduler step, ``EPOCH_END``) is done."""
+    epoch_loss_sum: torch.Tensor | None = None
+    """Sum of this epoch's training losses so far, on the device."""
     loss: torch.Tensor | None = None
     """The last training loss, on the device (read it on logging steps only: ``.item()`` syncs)."""
     metrics: dict[str, float] = attrs.field(factory=dict)
@@ -31,5 +35,15 @@ class LoopState:
     num_val_batches: int = 0
 
     def counters(self) -> dict[str, Any]:
-        """The counters a checkpoint stores."""
-        return {"epoch": self.epoch, "global_step": self.global_step, "batch_idx": self.batch_idx}
+        """The position a checkpoint stores."""
+        return {"epoch": self.epoch, "global_step": self.global_step, "batch_idx": self.batch_idx,
+                "epoch_finished": self.epoch_finished, "epoch_loss_sum": self.epoch_loss_sum}
+
+    def load_counters(self, loop: dict[str, Any], device: torch.device) -> None:
+        """Continue from a stored position: the next epoch when the stored one was finished."""
+        self.epoch, self.global_step, self.batch_idx = loop["epoch"], loop["global_step"], loop["batch_idx"]
+        running = loop.get("epoch_loss_sum")
+        self.epoch_loss_sum = running.to(device, copy=True) if running is not None else None
+        if loop.get("epoch_finished", False):
+            self.epoch, self.batch_idx, self.epoch_loss_sum = self.epoch + 1, 0, None
+        self.epoch_finished = False

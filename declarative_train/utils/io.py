@@ -35,27 +35,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync_dir: b
         fsync_dir(target.parent)
 
 
-def atomic_link(source: str | os.PathLike[str], path: str | os.PathLike[str], *, sync_dir: bool = True) -> None:
-    """Make ``path`` a hard link to the finished file ``source``, atomically replacing ``path``.
-
-    Saves writing (and fsyncing) the same bytes twice; falls back to a copy where the file
-    system has no hard links. ``source`` must never be modified in place afterwards.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.link.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        atomic_write_bytes(path, Path(source).read_bytes(), sync_dir=sync_dir)
-        return
-    os.replace(tmp, target)
-    if sync_dir:
-        fsync_dir(target.parent)
-
-
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())

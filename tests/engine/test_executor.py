@@ -162,8 +162,9 @@ def test_events_fire_in_order(make_executor: Callable[..., Executor]) -> None:
     rec = Recorder()
     ex = make_executor(max_epochs=1, limit_train_batches=2, callbacks=[rec])
     ex.fit()
-    assert rec.events == ["fit_start", "epoch_start", "step_end", "step_end", "eval_start", "eval_end",
-                          "epoch_end", "fit_end"]
+    # Checkpoint points follow everything their step or epoch does (validation included).
+    assert rec.events == ["fit_start", "epoch_start", "step_end", "step_checkpoint", "step_end", "eval_start",
+                          "eval_end", "step_checkpoint", "epoch_end", "epoch_checkpoint", "fit_end"]
 
 
 @pytest.mark.parametrize("interval,expected_steps", [("epoch", 3), ("step", 60)])

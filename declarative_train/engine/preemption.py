@@ -1,0 +1,107 @@
+"""Preemption: a signal saves ``last.ckpt`` at the next step boundary, then the run exits.
+
+Schedulers announce the end of a job with a signal: SLURM sends SIGUSR1 (``--signal=USR1@90``)
+or SIGTERM, Kubernetes and most batch systems SIGTERM, a terminal SIGINT (Ctrl-C). The handler
+only records the signal; the executor carries on to its next checkpoint point (the end of the
+current optimizer step and the validation that follows it), where :class:`PreemptionHandler`
+writes ``last.ckpt`` and raises :class:`Preempted`. ``dtrain`` then exits with
+:data:`EXIT_PREEMPTED` (75) for SIGTERM/SIGUSR1, so a scheduler can requeue the job
+(``dtrain resume=auto`` continues it), or 130 for SIGINT. A second signal exits at once
+(:class:`Interrupted`, exit code 128 + signal number), without saving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from declarative_train.engine.events import Event
+
+log = logging.getLogger(__name__)
+
+#: Exit code of a run stopped by SIGTERM/SIGUSR1 after saving ``last.ckpt`` (``EX_TEMPFAIL``:
+#: "temporary failure, try again").
+EXIT_PREEMPTED = 75
+DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+_REQUEUE_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class Preempted(Exception):
+    """Fit stopped on a signal after saving ``ckpt_path``."""
+
+    def __init__(self, signum: int, ckpt_path: str, epoch: int, step: int) -> None:
+        self.signum, self.ckpt_path = signum, ckpt_path
+        self.exit_code = EXIT_PREEMPTED if signum in _REQUEUE_SIGNALS else 128 + signum
+        super().__init__(f"{signal.Signals(signum).name} received: saved {ckpt_path} at epoch {epoch}, "
+                         f"step {step}; resume with ckpt_path={ckpt_path} (or resume=auto)")
+
+
+class Interrupted(BaseException):
+    """A second signal: leave now, without saving (a BaseException, so nothing swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum, self.exit_code = signum, 128 + signum
+        super().__init__(f"second {signal.Signals(signum).name} received: exiting without saving")
+
+
+class PreemptionHandler:
+    """Turns the first of ``signals`` into a save-and-stop at the executor's next checkpoint point.
+
+    Python API::
+
+        handler = PreemptionHandler(fallback_dir="ckpts")
+        with handler.installed():
+            handler.attach(executor)
+            executor.fit()          # raises Preempted after saving last.ckpt
+
+    ``last.ckpt`` goes where the executor's ``ModelCheckpoint`` keeps it, else into
+    ``fallback_dir``.
+    """
+
+    def __init__(self, fallback_dir: str | Path, signals: Sequence[int] = DEFAULT_SIGNALS) -> None:
+        self.fallback_dir = Path(fallback_dir)
+        self.signals = tuple(signals)
+        self.received: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[PreemptionHandler]:
+        """Handle the signals inside the block (main thread only; elsewhere this does nothing)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in self.signals}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def attach(self, executor: Any) -> None:
+        """Check for a received signal at every checkpoint point, after the callbacks saved."""
+        executor.events.on(Event.STEP_CHECKPOINT, self._stop_if_signalled)
+        executor.events.on(Event.EPOCH_CHECKPOINT, self._stop_if_signalled)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            raise Interrupted(signum)
+        self.received = signum
+        log.warning("%s received: saving last.ckpt at the next step boundary (send it again to exit now)",
+                    signal.Signals(signum).name)
+
+    def _stop_if_signalled(self, executor: Any) -> None:
+        if self.received is None:
+            return
+        saver = next((cb for cb in executor.callbacks.values() if hasattr(cb, "write_last")), None)
+        if saver is not None:
+            path = saver.write_last(executor)
+        else:
+            path = str(self.fallback_dir / "last.ckpt")
+            executor.save_checkpoint(path)
+        state = executor.state
+        raise Preempted(self.received, path, state.epoch, state.global_step)

@@ -1,0 +1,116 @@
+"""Kill real ``dtrain`` processes (SIGKILL, SIGTERM) and resume them: nothing lost, nothing different.
+
+Every resumed run must end with parameters and optimizer state bit-identical to an uninterrupted
+run (CPU, deterministic mode), log the same training losses from its resume point on, and reach
+the same best checkpoint score and test metrics.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from declarative_train.engine.preemption import EXIT_PREEMPTED
+from tests.e2e.resume_helpers import (
+    assert_same_training_state,
+    dtrain,
+    killed_run,
+    load,
+    results,
+    train_losses,
+)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    proc = dtrain(run_dir)
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
+def _resume_and_compare(reference: Path, killed: Path, resumed: Path, *how: str) -> dict[str, object]:
+    """Resume ``killed`` into ``resumed``; assert it ends exactly like ``reference``."""
+    start = load(killed / "checkpoints" / "last.ckpt")["loop"]["global_step"]
+    proc = dtrain(resumed, *how)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_training_state(load(resumed / "checkpoints" / "last.ckpt"), load(reference / "checkpoints" / "last.ckpt"))
+    ref_losses, losses = train_losses(reference), train_losses(resumed)
+    after = {s: v for s, v in ref_losses.items() if s > start}
+    assert after and {s: losses[s] for s in after} == after  # the same values, not approximately
+    ref, res = results(reference), results(resumed)
+    assert res["best_model_score"] == ref["best_model_score"]
+    assert Path(res["best_model_path"]).name == Path(ref["best_model_path"]).name
+    assert res["test"] == ref["test"] and res["val"] == ref["val"]
+    return {"start": start, "results": res}
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(reference: Path, tmp_path: Path) -> None:
+    killed = tmp_path / "killed"
+    proc = killed_run(killed, "after_step=31")
+    assert proc.returncode == -signal.SIGKILL
+    checkpoint = load(killed / "checkpoints" / "last.ckpt")["loop"]
+    assert (checkpoint["global_step"], checkpoint["epoch"], checkpoint["batch_idx"]) == (28, 1, 8)  # mid-epoch
+    outcome = _resume_and_compare(reference, killed, tmp_path / "resumed",
+                                  f"ckpt_path={killed / 'checkpoints' / 'last.ckpt'}")
+    # Resumed into a new folder, the top-k table still knows the killed run's files.
+    table = load(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["callbacks"]["model_checkpoint"]["best_k_models"]
+    assert len(table) == 2
+    assert outcome["start"] == 28
+
+
+def test_sigterm_saves_last_ckpt_at_the_step_boundary_and_exits_75(tmp_path: Path) -> None:
+    run_dir = tmp_path / "preempted"
+    proc = killed_run(run_dir, "after_step=33", "signal_name=SIGTERM")
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr
+    assert "SIGTERM received: saved" in proc.stderr
+    saved = load(run_dir / "checkpoints" / "last.ckpt")
+    assert saved["loop"]["global_step"] == 33  # the step during which the signal came
+    summary = results(run_dir)
+    assert summary["status"] == "preempted"
+    assert summary["resume_ckpt_path"] == str(run_dir / "checkpoints" / "last.ckpt")
+    assert "test" not in summary or not summary["test"]
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_auto_is_bit_identical(reference: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "job"
+    proc = killed_run(run_dir, "after_step=33", "signal_name=SIGTERM")
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr
+    resumed = tmp_path / "requeued"
+    _resume_and_compare(reference, run_dir, resumed, "resume=auto", f"resume_dir={run_dir}")
+
+
+@pytest.mark.slow
+def test_second_signal_exits_at_once_without_saving(tmp_path: Path) -> None:
+    run_dir = tmp_path / "twice"
+    proc = killed_run(run_dir, "after_step=33", "signal_name=SIGTERM", "times=2")
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert load(run_dir / "checkpoints" / "last.ckpt")["loop"]["global_step"] == 28  # the previous save
+    assert results(run_dir)["status"] == "interrupted"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["in_validation=3", "in_checkpoint_write=5"])
+def test_sigkill_in_validation_or_checkpoint_write_then_resume(reference: Path, tmp_path: Path, point: str) -> None:
+    killed = tmp_path / "killed"
+    proc = killed_run(killed, point)
+    assert proc.returncode == -signal.SIGKILL
+    checkpoints = killed / "checkpoints"
+    load(checkpoints / "last.ckpt")  # the previous last.ckpt is intact
+    if point.startswith("in_checkpoint_write"):
+        assert list(checkpoints.glob(".*.tmp"))  # the write was cut off
+    _resume_and_compare(reference, killed, tmp_path / "resumed", f"ckpt_path={checkpoints / 'last.ckpt'}")
+
+
+@pytest.mark.slow
+def test_resume_into_the_same_folder_cleans_up_and_continues(reference: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "job"
+    proc = killed_run(run_dir, "in_checkpoint_write=5")
+    assert proc.returncode == -signal.SIGKILL
+    assert list((run_dir / "checkpoints").glob(".*.tmp"))
+    _resume_and_compare(reference, run_dir, run_dir, "resume=auto")
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))
