@@ -182,7 +182,7 @@ class Executor:
         Raises instead if a training loss since the last check was not finite.
         """
         if self._set_up:
-            self._loss_guard.check(self)
+            self._loss_guard.check()
         checkpointing.save(self, paths)
 
     def load_checkpoint(self, path: str) -> None:
@@ -315,6 +315,7 @@ class Executor:
             # A GradScaler skips steps with non-finite losses; keep them out of the epoch mean.
             loss_sum += loss if self.precision.scaler is None else loss.nan_to_num(0.0, 0.0, 0.0)
             state.batch_idx = batch_idx + 1
+            self._loss_guard.record(loss, state)  # keeps a reference; checked on logging steps
             if boundary:
                 self._optimizer_step()
                 state.global_step += 1

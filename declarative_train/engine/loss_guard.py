@@ -1,12 +1,11 @@
 """Stop training at a non-finite loss, without a host sync on every step.
 
 Checking ``loss.isfinite()`` on the host each step would stall the device every step. Instead each
-step's loss stays on the device and the guard keeps a reference to it (no kernel, no copy); on
+batch's loss stays on the device and the guard keeps a reference to it (no kernel, no copy); on
 logging steps (``log_every_n_steps``), at the end of every epoch and before every checkpoint is
-written, it checks all losses since its last check together with the epoch's running loss sum
-(which becomes non-finite, and stays so, if any micro-batch's loss was), in one host sync. So the
-error names the first bad optimizer step, and no checkpoint is ever written after a non-finite
-loss: the last one on disk is good.
+written, it checks all losses since its last check at once: one stacked ``isfinite``, one host
+sync. So the error names the first bad batch and its optimizer step, and no checkpoint is ever
+written after a non-finite loss: the last one on disk is good.
 
 Under a GradScaler (``16-mixed``) a non-finite loss is routine: the scaler skips that optimizer
 step and lowers its scale. The guard then only reports the skipped steps.
@@ -38,43 +37,27 @@ class LossGuard:
 
     def attach(self, executor: Any) -> None:
         """Subscribe before the callbacks, so an epoch's check runs before anything saves."""
-        executor.events.on(Event.STEP_END, self._record)
         executor.events.on(Event.STEP_END, self.check, every=self.check_every)
         executor.events.on(Event.EPOCH_END, self.check)
 
-    def _record(self, executor: Any) -> None:
-        state = executor.state
-        if state.loss is not None:
-            self._pending.append((state.loss, state.global_step, state.epoch, state.batch_idx))
+    def record(self, loss: torch.Tensor, state: Any) -> None:
+        """Keep the loss of the batch just run (number ``state.batch_idx`` of the epoch) for the next check."""
+        self._pending.append((loss, state.global_step + 1, state.epoch, state.batch_idx))
 
-    def check(self, executor: Any) -> None:
+    def check(self, executor: Any = None) -> None:
         """Raise :class:`NonFiniteLossError` if a loss since the last check was not finite."""
         pending, self._pending = self._pending, []
-        running = executor.state.epoch_loss_sum
-        values = [loss.float().reshape(()) for loss, *_ in pending]
-        if running is not None:
-            values.append(running.float().reshape(()))
-        if not values:
+        if not pending:
             return
-        finite = torch.isfinite(torch.stack(values)).tolist()  # host sync: checks only, not per step
-        if all(finite):
-            return
+        values = torch.stack([loss.float().reshape(()) for loss, *_ in pending])
+        finite = torch.isfinite(values).tolist()  # host sync: on checks only, never per step
         bad = [entry for entry, ok in zip(pending, finite) if not ok]
-        if self.scaler_skips_steps:
-            if bad:
-                log.warning("non-finite training loss at steps %s: the GradScaler skipped them",
-                            [step for _, step, _, _ in bad])
+        if not bad:
             return
-        raise NonFiniteLossError(self._message(executor, bad, pending))
-
-    @staticmethod
-    def _message(executor: Any, bad: list[tuple[torch.Tensor, int, int, int]],
-                 pending: list[tuple[torch.Tensor, int, int, int]]) -> str:
-        if bad:
-            loss, step, epoch, batch = bad[0]
-            return (f"non-finite training loss ({float(loss)}) at step {step} (epoch {epoch}, batch {batch}); "
-                    "training stopped and no checkpoint was written after it")
-        state = executor.state
-        return (f"non-finite training loss in epoch {state.epoch}, at or before step {state.global_step} "
-                "(in a gradient-accumulation micro-batch); training stopped and no checkpoint was "
-                "written after it")
+        if self.scaler_skips_steps:
+            log.warning("non-finite training loss at steps %s: the GradScaler skipped them",
+                        sorted({step for _, step, _, _ in bad}))
+            return
+        loss, step, epoch, batch = bad[0]
+        raise NonFiniteLossError(f"non-finite training loss ({float(loss)}) at step {step} (epoch {epoch}, "
+                                 f"batch {batch}); training stopped and no checkpoint was written after it")

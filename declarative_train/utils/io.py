@@ -6,14 +6,11 @@ A crash at any moment leaves either the old file or the new one, never a half-wr
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
-
-import torch
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync_dir: bool = True) -> None:
@@ -38,13 +35,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync_dir: b
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
-
-
-def serialize(obj: Any) -> bytes:
-    """``torch.save`` into bytes (serialise once, write to several files)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
 
 
 def fsync_dir(folder: Path) -> None:
