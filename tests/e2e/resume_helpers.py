@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 #: written every 7 steps as well as at epoch ends.
 RUN = ["trainer.max_epochs=3", "trainer.val_check_interval=0.5", "trainer.log_every_n_steps=1",
        "trainer.deterministic=true", "callbacks.model_checkpoint.every_n_train_steps=7",
-       "callbacks.model_checkpoint.save_top_k=2", "~callbacks.progress_bar", "~callbacks.lr_monitor"]
+       "callbacks.model_checkpoint.save_top_k=2", "callbacks=[default,early_stopping]",
+       "callbacks.early_stopping.patience=20", "~callbacks.progress_bar", "~callbacks.lr_monitor"]
 KILLER = ["user_packages=[tests]", "+callbacks.killer._target_=tests.e2e.killer.Killer"]
 
 
@@ -30,6 +32,28 @@ def dtrain(run_dir: Path, *args: str, timeout: float = 300) -> subprocess.Comple
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run([sys.executable, "-m", "declarative_train", *RUN, f"hydra.run.dir={run_dir}", *args],
                           cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def start(run_dir: Path, *args: str) -> subprocess.Popen[str]:
+    """``dtrain`` in the background, for signals sent from outside."""
+    env = cli_env()
+    env["PYTHONPATH"] = str(REPO)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "declarative_train", *RUN, f"hydra.run.dir={run_dir}", *args],
+                            cwd=run_dir.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> bool:
+    """Wait until ``path`` exists; False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise TimeoutError(f"{path} did not appear within {timeout}s")
+        time.sleep(0.02)
+    return True
 
 
 def killed_run(run_dir: Path, *killer_args: str) -> subprocess.CompletedProcess[str]:
@@ -49,12 +73,16 @@ def train_losses(run_dir: Path) -> dict[int, float]:
     """``train/loss`` by step from the run's TensorBoard files."""
     events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     events.Reload()
+    if "train/loss" not in events.Tags()["scalars"]:
+        return {}  # nothing was trained
     return {e.step: e.value for e in events.Scalars("train/loss")}
 
 
 def assert_same_training_state(a: dict[str, Any], b: dict[str, Any]) -> None:
-    """Model, optimizer and loop position equal bit for bit."""
+    """Model, optimizer, loop position and EarlyStopping's counters equal bit for bit."""
     assert a["loop"]["global_step"] == b["loop"]["global_step"]
+    assert a["callbacks"]["early_stopping"] == b["callbacks"]["early_stopping"]
+    assert a["metrics"] == b["metrics"]
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key

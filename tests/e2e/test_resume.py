@@ -7,7 +7,9 @@ the same best checkpoint score and test metrics.
 
 from __future__ import annotations
 
+import random
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,9 @@ from tests.e2e.resume_helpers import (
     killed_run,
     load,
     results,
+    start,
     train_losses,
+    wait_for,
 )
 
 
@@ -37,10 +41,13 @@ def _resume_and_compare(reference: Path, killed: Path, resumed: Path, *how: str)
     start = load(killed / "checkpoints" / "last.ckpt")["loop"]["global_step"]
     proc = dtrain(resumed, *how)
     assert proc.returncode == 0, proc.stderr
-    assert_same_training_state(load(resumed / "checkpoints" / "last.ckpt"), load(reference / "checkpoints" / "last.ckpt"))
+    final = resumed / "checkpoints" / "last.ckpt"
+    if not final.exists():  # the killed run had finished: nothing left to train
+        final = killed / "checkpoints" / "last.ckpt"
+    assert_same_training_state(load(final), load(reference / "checkpoints" / "last.ckpt"))
     ref_losses, losses = train_losses(reference), train_losses(resumed)
     after = {s: v for s, v in ref_losses.items() if s > start}
-    assert after and {s: losses[s] for s in after} == after  # the same values, not approximately
+    assert {s: losses[s] for s in after} == after  # the same values, not approximately
     ref, res = results(reference), results(resumed)
     assert res["best_model_score"] == ref["best_model_score"]
     assert Path(res["best_model_path"]).name == Path(ref["best_model_path"]).name
@@ -114,3 +121,31 @@ def test_resume_into_the_same_folder_cleans_up_and_continues(reference: Path, tm
     assert list((run_dir / "checkpoints").glob(".*.tmp"))
     _resume_and_compare(reference, run_dir, run_dir, "resume=auto")
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(3))
+def test_sigkill_at_a_random_moment_then_resume(reference: Path, tmp_path: Path, trial: int) -> None:
+    killed = tmp_path / "killed"
+    proc = start(killed)
+    if not wait_for(killed / "checkpoints" / "last.ckpt", proc):
+        pytest.fail(f"the run ended before its first checkpoint: {proc.stderr.read() if proc.stderr else ''}")
+    time.sleep(random.Random(trial).uniform(0.0, 0.3))
+    proc.kill()  # SIGKILL, wherever it is: a step, a validation, a checkpoint write
+    proc.communicate(timeout=60)
+    _resume_and_compare(reference, killed, tmp_path / "resumed", "resume=auto", f"resume_dir={killed}")
+
+
+@pytest.mark.slow
+def test_sigterm_from_outside_like_a_scheduler(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    proc = start(job, "trainer.max_epochs=30")
+    assert wait_for(job / "checkpoints" / "last.ckpt", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED, stderr
+    saved = load(job / "checkpoints" / "last.ckpt")
+    assert results(job)["status"] == "preempted"
+    again = dtrain(job, "trainer.max_epochs=30", "resume=auto")  # the requeued job: same command line
+    assert again.returncode == 0, again.stderr
+    assert load(job / "checkpoints" / "last.ckpt")["loop"]["global_step"] == 30 * 20 > saved["loop"]["global_step"]
