@@ -55,19 +55,24 @@ def _damaged(good: Path, folder: Path, kind: str) -> Path:
     return path
 
 
-# (how the checkpoint is damaged or which run it is loaded into, extra overrides, expected message)
-CASES = {
-    "truncated": ("truncated", [], r"(is truncated|has no integrity footer|is corrupt)"),
-    "flipped": ("flipped", [], r"is corrupt: (record '.+' fails its CRC-32 check|its zip headers)"),
-    "wrong-version": ("wrong-version", [], r"has format version 99 \(declarative_train 9.0\); this version reads format 2"),
-    "other-model": (None, ["model.net.hidden_sizes=[32,64]"], r"does not fit the model: shape mismatches \[net.0.bias: checkpoint \(128,\) vs model \(32,\)"),
-    "other-architecture": (None, ["model=cnn"], r"does not fit the model: missing keys \[.+\] \(\d+\); unexpected keys"),
-}
+# How the checkpoint is damaged (or None: the good one, into another model), overrides, message.
+CASES = [
+    pytest.param("truncated", [], r"(is truncated|has no integrity footer|is corrupt)", id="truncated"),
+    pytest.param("flipped", [], r"is corrupt: (record '.+' fails its CRC-32 check|its zip headers)", id="flipped"),
+    pytest.param("wrong-version", [], r"has format version 99 \(declarative_train 9.0\); this version reads format 2",
+                 id="wrong-version"),
+    pytest.param(None, ["model.net.hidden_sizes=[32,64]"],
+                 r"does not fit the model: shape mismatches \[net.0.bias: checkpoint \(128,\) vs model \(32,\)",
+                 id="other-model"),
+    pytest.param(None, ["model=cnn"], r"does not fit the model: missing keys \[.+\] \(\d+\); unexpected keys",
+                 id="other-architecture", marks=pytest.mark.slow),
+]
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_resuming_from_a_bad_checkpoint_fails_clearly_and_changes_nothing(good_run: Path, tmp_path: Path, case: str) -> None:
-    kind, overrides, message = CASES[case]
+@pytest.mark.parametrize("kind,overrides,message", CASES)
+def test_resuming_from_a_bad_checkpoint_fails_clearly_and_changes_nothing(
+    good_run: Path, tmp_path: Path, kind: str | None, overrides: list[str], message: str
+) -> None:
     path = _damaged(good_run, tmp_path / "bad", kind) if kind else good_run / "checkpoints" / "last.ckpt"
     before = _digests(good_run), _digests(path.parent)
     proc = _run(tmp_path, *LIMIT, *overrides, f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'resumed'}")
