@@ -118,8 +118,8 @@ def _train_job(cfg: DictConfig) -> Any:
         print(f"error: {exc} (details in {cfg.paths.output_dir}/train.log)", file=sys.stderr)
         sys.exit(EXIT_RUN_FAILED)
     except (Preempted, Interrupted) as exc:
-        if _is_multirun():
-            raise
+        if multirun:  # stop the whole sweep, as Ctrl-C does; this job resumes with sweep.resume=true
+            raise KeyboardInterrupt(str(exc)) from exc
         print(f"stopped: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     return objective(cfg, results)

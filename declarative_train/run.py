@@ -54,8 +54,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         for logger in executor.loggers:
             logger.log_hyperparams(run_hparams(cfg), {**results["val"], **results["test"]})
     except (Preempted, Interrupted) as exc:
-        stopped = {"status": "preempted" if isinstance(exc, Preempted) else "interrupted", "error": str(exc),
-                   "resume_ckpt_path": getattr(exc, "ckpt_path", None)}
+        stopped = {"status": exc.status, "error": str(exc), "resume_ckpt_path": getattr(exc, "ckpt_path", None)}
         log.warning("%s", exc)
         if executor is not None:
             stopped = {**_results(cfg, executor, started), **stopped}

@@ -7,7 +7,8 @@ current optimizer step and the validation that follows it), where :class:`Preemp
 writes ``last.ckpt`` and raises :class:`Preempted`. ``dtrain`` then exits with
 :data:`EXIT_PREEMPTED` (75) for SIGTERM/SIGUSR1, so a scheduler can requeue the job
 (``dtrain resume=auto`` continues it), or 130 for SIGINT. A second signal exits at once
-(:class:`Interrupted`, exit code 128 + signal number), without saving.
+(:class:`Interrupted`, exit code 128 + signal number), without saving. In a sweep, either stops
+the whole sweep the way Ctrl-C does (``sweep.resume=true`` finishes it).
 """
 
 from __future__ import annotations
@@ -33,11 +34,16 @@ _REQUEUE_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class Preempted(Exception):
-    """Fit stopped on a signal after saving ``ckpt_path``."""
+    """Fit stopped on a signal after saving ``ckpt_path``.
+
+    ``status`` (for ``results.json``) is ``preempted`` after SIGTERM/SIGUSR1, else ``interrupted``.
+    """
 
     def __init__(self, signum: int, ckpt_path: str, epoch: int, step: int) -> None:
         self.signum, self.ckpt_path = signum, ckpt_path
-        self.exit_code = EXIT_PREEMPTED if signum in _REQUEUE_SIGNALS else 128 + signum
+        requeue = signum in _REQUEUE_SIGNALS
+        self.exit_code = EXIT_PREEMPTED if requeue else 128 + signum
+        self.status = "preempted" if requeue else "interrupted"
         super().__init__(f"{signal.Signals(signum).name} received: saved {ckpt_path} at epoch {epoch}, "
                          f"step {step}; resume with ckpt_path={ckpt_path} (or resume=auto)")
 
@@ -46,7 +52,7 @@ class Interrupted(BaseException):
     """A second signal: leave now, without saving (a BaseException, so nothing swallows it)."""
 
     def __init__(self, signum: int) -> None:
-        self.signum, self.exit_code = signum, 128 + signum
+        self.signum, self.exit_code, self.status = signum, 128 + signum, "interrupted"
         super().__init__(f"second {signal.Signals(signum).name} received: exiting without saving")
 
 

@@ -20,7 +20,7 @@ from declarative_train.sweep.job import read_results
 from declarative_train.utils.io import atomic_write_bytes
 
 #: Order of statuses in the table after the ranked ``ok`` rows.
-STATUS_ORDER = {"ok": 0, "failed": 1, "skipped": 2, "running": 3, "interrupted": 3, "missing": 4}
+STATUS_ORDER = {"ok": 0, "failed": 1, "skipped": 2, "running": 3, "interrupted": 3, "preempted": 3, "missing": 4}
 
 
 @attrs.define

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync_dir: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically (``sync_dir=False``: the caller fsyncs the folder)."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -28,8 +28,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync_dir: b
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    if sync_dir:
-        fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:

@@ -116,7 +116,7 @@ def test_a_checkpoint_for_another_model_changes_nothing(make_executor: Callable[
     ckpt = tmp_path / "snapshot.ckpt"
     _run(make_executor, [SnapshotAt(ckpt, step=3)], max_epochs=1)
     other = make_executor(task=Classification(MLP(64, [32], 10, dropout=0.2), torch.nn.CrossEntropyLoss()), max_epochs=1)
-    other._setup()
+    other.setup()
     before = {k: v.clone() for k, v in other.task.state_dict().items()}
     with pytest.raises(CheckpointError, match=r"snapshot.ckpt does not fit the model: shape mismatches \[net.0.bias: checkpoint \(64,\) vs model \(32,\), net.0.weight"):
         other.load_checkpoint(str(ckpt))
@@ -128,7 +128,7 @@ def test_a_checkpoint_for_another_optimizer_is_refused(make_executor: Callable[.
     ckpt = tmp_path / "snapshot.ckpt"
     _run(make_executor, [SnapshotAt(ckpt, step=3)], max_epochs=1)
     sgd = Executor(task=_dropout_task(), data=make_executor().data, optimizer=partial(torch.optim.SGD, lr=0.1))
-    sgd._setup()
+    sgd.setup()
     with pytest.raises(CheckpointError, match="saved with Adam, this run uses SGD"):
         sgd.load_checkpoint(str(ckpt))
 
@@ -137,7 +137,7 @@ def test_weights_only_checkpoints_cannot_be_resumed_from(make_executor: Callable
     from declarative_train.engine import checkpointing, ckpt_file
 
     ex = make_executor(max_epochs=1)
-    ex._setup()
+    ex.setup()
     state = checkpointing.collect(ex)
     del state["optimizer"]
     ckpt_file.write(state, [tmp_path / "weights.ckpt"])
