@@ -9,11 +9,14 @@ drops the indices already consumed before any data is read.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator, Sized
 from typing import Any
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
+
+log = logging.getLogger(__name__)
 
 
 class ResumableSampler(Sampler[int]):
@@ -35,12 +38,14 @@ class ResumableSampler(Sampler[int]):
         self.inner = inner
         self.epoch = 0
         self.generator = torch.Generator()
+        #: Samples per batch of the loader using this sampler (set by :func:`train_loader`).
+        self.batch_size = 1
         self._skip = 0
 
-    def start_epoch(self, epoch: int, skip: int = 0) -> None:
-        """Set the epoch of the next pass, and how many of its first indices to drop."""
+    def start_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Set the epoch of the next pass, and how many of its first batches to drop."""
         self.epoch = epoch
-        self._skip = skip
+        self._skip = skip_batches * self.batch_size
         self.generator.manual_seed(self.seed + epoch)
         set_epoch = getattr(self.inner, "set_epoch", None)
         if set_epoch is not None:
@@ -69,3 +74,19 @@ class ResumableSampler(Sampler[int]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue with the order of the run that saved ``state``."""
         self.seed = state["seed"]
+
+
+def train_loader(data: Any, inner: Sampler[Any] | None, *, shuffle: bool, seed: int) -> tuple[Any, ResumableSampler | None]:
+    """The data module's train loader over a :class:`ResumableSampler`, and that sampler.
+
+    The sampler is ``None`` when the module's ``dataloader`` does not use it (a custom batch
+    sampler, say): resuming mid-epoch then has to load the batches it skips.
+    """
+    sampler = ResumableSampler(len(data.datasets["train"]), shuffle=shuffle, seed=seed, inner=inner)
+    loader = data.dataloader("train", shuffle=shuffle, sampler=sampler, generator=sampler.generator)
+    if isinstance(loader, DataLoader) and loader.sampler is sampler and loader.batch_size:
+        sampler.batch_size = loader.batch_size
+        return loader, sampler
+    log.warning("%s's train loader does not use the executor's sampler: resuming mid-epoch loads the "
+                "batches it skips", type(data).__name__)
+    return loader, None

@@ -24,7 +24,7 @@ import torch
 
 from declarative_train.accelerators import Accelerator, CPUAccelerator
 from declarative_train.config.schema import TrainerConfig
-from declarative_train.data.resumable import ResumableSampler
+from declarative_train.data.resumable import ResumableSampler, train_loader
 from declarative_train.distributed import Distribution, SingleProcess
 from declarative_train.engine import checkpointing
 from declarative_train.engine.batches import (
@@ -104,7 +104,6 @@ class Executor:
         self._loaders: dict[str, Any] = {}
         #: The train loader's sampler when the loader uses it (resuming then skips without loading).
         self.train_sampler: ResumableSampler | None = None
-        self._train_batch_size = 0
         #: Extra entries stored in every checkpoint (the run layer adds the resolved config).
         self.checkpoint_extras: dict[str, Any] = {}
         self.tested_ckpt_path: str | None = None
@@ -251,13 +250,7 @@ class Executor:
             if split in self.data.datasets else None
         if split != "train":
             return self.accelerator.wrap_loader(self.data.dataloader(split, shuffle=shuffle, sampler=sampler))
-        resumable = ResumableSampler(len(self.data.datasets[split]), shuffle=shuffle, seed=self.seed, inner=sampler)
-        loader = self.data.dataloader(split, shuffle=shuffle, sampler=resumable, generator=resumable.generator)
-        if getattr(loader, "sampler", None) is resumable and loader.batch_size:
-            self.train_sampler, self._train_batch_size = resumable, loader.batch_size
-        else:
-            log.warning("%s's train loader does not use the executor's sampler: resuming mid-epoch "
-                        "loads the batches it skips", type(self.data).__name__)
+        loader, self.train_sampler = train_loader(self.data, sampler, shuffle=shuffle, seed=self.seed)
         return self.accelerator.wrap_loader(loader)
 
     def _count(self, split: str, loader: Any) -> int:
@@ -345,7 +338,7 @@ class Executor:
         """``(batch_idx, batch)`` of this epoch from ``start``, in the order fixed by (seed, epoch)."""
         epoch = self.state.epoch
         if self.train_sampler is not None:
-            self.train_sampler.start_epoch(epoch, skip=start * self._train_batch_size)
+            self.train_sampler.start_epoch(epoch, skip_batches=start)
             return enumerate(loader, start)
         set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
         if set_epoch is not None:

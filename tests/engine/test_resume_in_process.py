@@ -100,7 +100,8 @@ def test_sampler_order_depends_on_seed_and_epoch_only() -> None:
     a.start_epoch(2)
     order = list(a)
     b = ResumableSampler(100, shuffle=True, seed=3)
-    b.start_epoch(2, skip=30)
+    b.batch_size = 10
+    b.start_epoch(2, skip_batches=3)
     assert list(b) == order[30:]
     assert list(b) == order  # the skip applies to one pass
     b.start_epoch(2)
@@ -108,7 +109,7 @@ def test_sampler_order_depends_on_seed_and_epoch_only() -> None:
     b.start_epoch(3)
     assert list(b) != order
     inner = ResumableSampler(10, shuffle=False, seed=0, inner=range(10, 20))  # type: ignore[arg-type]
-    inner.start_epoch(0, skip=4)
+    inner.start_epoch(0, skip_batches=4)
     assert list(inner) == list(range(14, 20))
 
 
