@@ -17,7 +17,9 @@ from declarative_train.accelerators import Accelerator, accelerator_class, resol
 from declarative_train.accelerators.cuda import parse_cuda_devices
 from declarative_train.config.schema import TrainerConfig
 from declarative_train.config.targets import SCHEDULER_KEYS
-from declarative_train.distributed import Distribution, SingleProcess
+from declarative_train.distributed import Distribution
+from declarative_train.distributed.env import detect
+from declarative_train.distributed.launch import build_distribution
 from declarative_train.engine.executor import Executor
 from declarative_train.engine.scheduling import SchedulerSpec
 from declarative_train.precision import Precision
@@ -76,7 +78,11 @@ def build_accelerator(cfg: DictConfig) -> Accelerator:
         log.info("accelerator=auto picked '%s'", name)
     cls = accelerator_class(name)
     if name == "gpu":
-        index = parse_cuda_devices(OmegaConf.to_object(acc.devices) if OmegaConf.is_config(acc.devices) else acc.devices)[0]
+        devices = OmegaConf.to_object(acc.devices) if OmegaConf.is_config(acc.devices) else acc.devices
+        process = detect()
+        local_rank = process.local_rank if process is not None else 0
+        # One device per process: this rank's entry of a list, else the local rank's index.
+        index = parse_cuda_devices(devices)[local_rank] if isinstance(devices, list) else local_rank
         return cls(torch.device("cuda", index), float32_matmul_precision=acc.float32_matmul_precision)  # type: ignore[call-arg]
     return cls()  # type: ignore[call-arg]
 
@@ -105,7 +111,7 @@ def build(cfg: DictConfig) -> Components:
         callbacks={name: _make(node) for name, node in (cfg.get("callbacks") or {}).items()},
         loggers={name: _make(node) for name, node in (cfg.get("logger") or {}).items()},
         accelerator=accelerator,
-        distribution=SingleProcess(),
+        distribution=build_distribution(cfg),
         precision=Precision(cfg.precision.mode, accelerator.autocast_device_type),
         settings=settings,
         seed=cfg.seed if cfg.seed is not None else 0,

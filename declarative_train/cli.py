@@ -89,8 +89,9 @@ def _is_multirun() -> bool:
 def _train_job(cfg: DictConfig) -> Any:
     from declarative_train.build import build, describe
     from declarative_train.config.validate import validate_config
+    from declarative_train.distributed.launch import launch_job
     from declarative_train.engine.preemption import Interrupted, Preempted
-    from declarative_train.run import RunFailed, objective, run_job
+    from declarative_train.run import RunFailed, objective
     from declarative_train.sweep.job import prepare_job, record_outcome
 
     _register()  # joblib and submitit run jobs in fresh processes: resolvers are per process
@@ -111,7 +112,7 @@ def _train_job(cfg: DictConfig) -> Any:
         if finished is not None:
             return objective(cfg, finished)
     try:
-        results = run_job(cfg)
+        results = launch_job(cfg)  # here, or on the workers the accelerator config asks for
     except RunFailed as exc:
         if multirun:
             raise
@@ -191,7 +192,10 @@ def _report_bad_command_line(config_name: str, exc: Exception) -> None:
 
 def train_main() -> None:
     """``dtrain``: fit, then test the best checkpoint."""
-    _main("train", _train_job)
+    from declarative_train.distributed.external import rank_roles
+
+    with rank_roles():  # under torchrun/SLURM, ranks other than 0 follow rank 0's jobs
+        _main("train", _train_job)
 
 
 def eval_main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,11 @@ class RunFailed(RuntimeError):
     """The run failed; the message names what failed and where (rank, epoch, step)."""
 
 
-def run_job(cfg: DictConfig) -> dict[str, Any]:
-    """Run ``cfg`` (train and/or test) and return the ``results.json`` content."""
+def run_job(cfg: DictConfig, on_executor: Callable[[Executor], None] | None = None) -> dict[str, Any]:
+    """Run ``cfg`` (train and/or test) and return the ``results.json`` content.
+
+    ``on_executor`` is called with the executor once it is built (to subscribe to its events).
+    """
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     executor: Executor | None = None
@@ -34,6 +38,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         seed_everything(cfg.seed, cfg.trainer.deterministic)
         components = build(cfg)
         executor = components.executor()
+        if on_executor is not None:
+            on_executor(executor)
         config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         executor.checkpoint_extras["config"] = OmegaConf.to_container(cfg, resolve=True)
         executor.setup()

@@ -155,6 +155,10 @@ def _check_accelerator(cfg: dict[str, Any]) -> list[ConfigIssue]:
         cls = accelerator_class(acc["name"])
         if not cls.is_available():
             issues.append(ConfigIssue("accelerator.name", f"'{acc['name']}' is not available here: {cls.missing_reason()}"))
+    if not issues:
+        from declarative_train.distributed.plan import check_plan
+
+        issues += check_plan(acc)  # device counts, strategy, rendezvous, backend
     return issues
 
 

@@ -97,6 +97,8 @@ class Executor:
         )
         self.fast_dev_run = fast_dev_run_batches(self.settings.fast_dev_run)
         self.loggers = list(loggers) if self.distribution.is_global_zero and not self.fast_dev_run else []
+        # Every rank takes part in averaging the logged loss, so every rank knows whether it is logged.
+        self._logs_train_loss = bool(loggers) and not self.fast_dev_run
         self._metric_specs = dict(metrics or {})
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
@@ -183,6 +185,7 @@ class Executor:
         if self._set_up:
             self._loss_guard.check()
         checkpointing.save(self, paths)
+        self.distribution.barrier()  # other ranks may read these files next (test on the best one)
 
     def load_checkpoint(self, path: str) -> None:
         """Restore the complete training state saved by :meth:`save_checkpoint`."""
@@ -219,7 +222,7 @@ class Executor:
             callback.attach(self)
         for logger in self.loggers:
             logger.setup()
-        if self.loggers:
+        if self._logs_train_loss:
             self.events.on(Event.STEP_END, _log_train_loss, every=self.settings.log_every_n_steps)
         self._set_up = True
 
@@ -325,9 +328,10 @@ class Executor:
                 self.events.fire(Event.STEP_CHECKPOINT, self)
             if state.should_stop:
                 break
-        # One host sync per epoch: the mean training loss, for monitors and the progress log.
+        # One host sync per epoch: the mean training loss over all ranks, for monitors and the log.
         if state.batch_idx:
-            state.metrics["train/loss"] = float(loss_sum) / state.batch_idx
+            state.metrics["train/loss"] = float(self.distribution.reduce_sum(loss_sum)) / (
+                state.batch_idx * self.distribution.world_size)
         if state.batch_idx >= n:
             self._step_scheduler("epoch")
             state.epoch_finished = True
@@ -392,8 +396,9 @@ class Executor:
         self.events.fire(Event.EVAL_START, self)
         totals = self.distribution.reduce_sum(self._eval_batches(stage, loader, n, metrics))
         # Host sync at the end of evaluation only.
-        results = {f"{stage}/loss": float(totals[0] / totals[1].clamp_min(1))} if n else {}
-        if metrics is not None and n:
+        evaluated = bool(totals[1] > 0)  # the same on every rank, so all of them sync the metrics
+        results = {f"{stage}/loss": float(totals[0] / totals[1])} if evaluated else {}
+        if metrics is not None and evaluated:
             results.update({k: float(v) for k, v in metrics.compute().items() if v.numel() == 1})
         self.state.metrics.update(results)
         self.log_metrics(results)
@@ -461,4 +466,6 @@ def _skip_input_checks(metrics: Any) -> list[Any]:
 def _log_train_loss(executor: Executor) -> None:
     loss = executor.state.loss
     if loss is not None:
-        executor.log_metrics({"train/loss": float(loss)})  # host sync: logging steps only
+        distribution = executor.distribution
+        mean = distribution.reduce_sum(loss) / distribution.world_size if distribution.world_size > 1 else loss
+        executor.log_metrics({"train/loss": float(mean)})  # host sync: logging steps only

@@ -1,0 +1,99 @@
+"""``strategy=ddp``: workers started by torch.distributed.elastic (the engine behind ``torchrun``).
+
+The launching process has composed and validated the config; it writes the resolved config into
+the run folder and starts ``python -m declarative_train.distributed.worker RUN_DIR`` once per
+device: fresh interpreters, so DataLoader workers and everything else behave as in a plain script.
+The agent watches them every 0.1 s; when one fails it stops the others, and :func:`launch` raises
+``RunFailed`` naming the failed rank (after ``max_restarts`` elastic restarts, if configured).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from declarative_train.distributed import nodes
+from declarative_train.distributed.logs import quiet_torch_elastic
+from declarative_train.distributed.plan import LaunchPlan
+from declarative_train.distributed.resolved import write_resolved
+from declarative_train.utils.io import atomic_write_json
+
+log = logging.getLogger("declarative_train")
+
+WORKER_MODULE = "declarative_train.distributed.worker"
+MONITOR_INTERVAL_S = 0.1
+
+
+def launch(cfg: DictConfig, plan: LaunchPlan) -> dict[str, Any]:
+    """Run the job on ``plan.devices`` workers per node; return rank 0's ``results.json``."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from declarative_train.run import RunFailed
+
+    acc = cfg.accelerator
+    run_dir = Path(cfg.paths.output_dir)
+    write_resolved(cfg, run_dir)
+    keepalive = None
+    if plan.num_nodes > 1:
+        keepalive = nodes.connect(acc.rdzv_endpoint, acc.timeout_s)
+        run_dir = nodes.agree_on_run_dir(keepalive, run_dir)
+        endpoint, run_id = acc.rdzv_endpoint, nodes.run_id(acc.rdzv_endpoint)
+    else:
+        endpoint, run_id = "localhost:0", f"dtrain-{uuid.uuid4().hex[:12]}"
+    error_dir = tempfile.mkdtemp(prefix="dtrain_elastic_")
+    config = LaunchConfig(
+        min_nodes=plan.num_nodes, max_nodes=plan.num_nodes, nproc_per_node=plan.devices,
+        run_id=run_id, rdzv_backend="c10d", rdzv_endpoint=endpoint,
+        rdzv_configs={"timeout": acc.timeout_s}, max_restarts=acc.max_restarts,
+        monitor_interval=MONITOR_INTERVAL_S, logs_specs=DefaultLogsSpecs(log_dir=error_dir),
+    )
+    quiet_torch_elastic()
+    log.info("starting %d worker(s) per node on %d node(s) (torch.distributed.elastic, max_restarts=%d) for %s",
+             plan.devices, plan.num_nodes, acc.max_restarts, run_dir)
+    try:
+        elastic_launch(config, sys.executable)("-m", WORKER_MODULE, str(run_dir))
+    except ChildFailedError as exc:
+        message = describe_failure(exc)
+        log.error("run failed: %s", message)
+        mark_failed(run_dir, message)
+        raise RunFailed(message) from None
+    finally:
+        shutil.rmtree(error_dir, ignore_errors=True)
+        del keepalive
+    return read_results(run_dir)
+
+
+def describe_failure(exc: Any) -> str:
+    """One line for a ``ChildFailedError``: the first failed rank, how it ended, its message."""
+    rank, failure = exc.get_first_failure()
+    if failure.exitcode < 0:
+        return f"worker rank {rank} (pid {failure.pid}) was killed by {failure.signal_name()}"
+    has_message = failure.message and not failure.message.startswith("To enable traceback")
+    detail = f": {failure.message}" if has_message else ""
+    return f"worker rank {rank} (pid {failure.pid}) exited with code {failure.exitcode}{detail}"
+
+
+def mark_failed(run_dir: Path, message: str) -> None:
+    """Make ``results.json`` say the run failed with the root cause, keeping rank 0's counters."""
+    results = read_results(run_dir)
+    results.update(status="failed", error=message)
+    atomic_write_json(run_dir / "results.json", results)
+
+
+def read_results(run_dir: Path) -> dict[str, Any]:
+    """``run_dir/results.json`` as a dict (empty when rank 0 has not written one)."""
+    path = run_dir / "results.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}

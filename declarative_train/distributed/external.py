@@ -1,0 +1,127 @@
+"""Under an external launcher (``torchrun``, SLURM ``srun``): start nothing, still one run folder.
+
+Every process of the job runs ``dtrain`` with the same command line. Rank 0 alone goes through
+Hydra (compose, validate, create the run folder, write ``.hydra/``); for each job it writes the
+resolved config into the folder and publishes the folder's path in the job's store. The other
+ranks never compose: they wait for the path, read the resolved config and run the job as workers
+(:func:`declarative_train.distributed.worker.run_worker`). This repeats for every job of a ``-m``
+sweep; at the end rank 0 publishes its exit status, which the other ranks exit with too (so a
+command line that fails validation exits 2 on every rank).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from omegaconf import DictConfig
+
+from declarative_train.distributed.env import ProcessEnv, detect, export, restart_count
+from declarative_train.distributed.logs import tag_rank
+from declarative_train.distributed.store import JOB_VAR, env_store
+
+log = logging.getLogger("declarative_train")
+
+_END = "end:"
+#: How long rank 0 waits for the other ranks to read its exit status (it may host the store).
+ACK_TIMEOUT_S = 30
+
+
+class _Leader:
+    """Rank 0's side: how many jobs it has published."""
+
+    active = False
+    jobs = 0
+
+
+def external_process() -> ProcessEnv | None:
+    """This process's place in a job an external launcher started, or ``None``."""
+    process = detect()
+    if process is not None:
+        export(process)  # SLURM's variables under torch's names, for env:// rendezvous
+    return process
+
+
+def _key(job: int) -> str:
+    return f"dtrain/jobs/{restart_count()}/{job}"
+
+
+@contextlib.contextmanager
+def rank_roles() -> Iterator[None]:
+    """Around ``dtrain``'s main: non-zero ranks follow rank 0's jobs and exit; rank 0 leads."""
+    process = external_process()
+    if process is None or process.world_size < 2:
+        yield
+        return
+    if process.rank != 0:
+        sys.exit(follow(process))
+    _Leader.active = True
+    code: Any = 0
+    try:
+        yield
+    except SystemExit as exc:
+        code = exc.code
+        raise
+    except BaseException:
+        code = 1
+        raise
+    finally:
+        _finish(process, code)
+
+
+def follow(process: ProcessEnv) -> int:
+    """Run each job rank 0 publishes; return rank 0's exit status (1 if a job fails here)."""
+    from declarative_train.distributed.worker import run_worker
+
+    store = env_store()
+    job = 0
+    while True:
+        value = store.get(_key(job)).decode()
+        if value.startswith(_END):
+            store.set(f"dtrain/ack/{restart_count()}/{process.rank}", "1")
+            status = value[len(_END):]
+            return int(status) if status.lstrip("-").isdigit() else 1
+        os.environ[JOB_VAR] = str(job)
+        try:
+            run_worker(value)
+        except Exception as exc:  # the launcher stops the other ranks when this one exits
+            log.error("rank %d: job %d in %s failed: %s", process.rank, job, value, exc)
+            return 1
+        job += 1
+
+
+def lead_job(cfg: DictConfig, process: ProcessEnv) -> dict[str, Any]:
+    """Run one job as ``process``'s rank, publishing the run folder first when this is rank 0."""
+    from declarative_train.distributed.resolved import write_resolved
+    from declarative_train.distributed.worker import leave_process_group
+    from declarative_train.run import run_job
+
+    if process.world_size < 2:
+        return run_job(cfg)
+    run_dir = str(cfg.paths.output_dir)
+    if _Leader.active:
+        write_resolved(cfg, run_dir)
+        os.environ[JOB_VAR] = str(_Leader.jobs)
+        env_store().set(_key(_Leader.jobs), os.path.abspath(run_dir))
+        _Leader.jobs += 1
+    # else: every rank composed the same job itself (e.g. submitit with several tasks).
+    tag_rank(process.rank)
+    log.info("rank %d of %d (%s) running %s", process.rank, process.world_size, process.source, run_dir)
+    try:
+        return run_job(cfg)
+    finally:
+        leave_process_group()
+
+
+def _finish(process: ProcessEnv, code: Any) -> None:
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    store = env_store()
+    store.set(_key(_Leader.jobs), f"{_END}{status}")
+    acks = [f"dtrain/ack/{restart_count()}/{rank}" for rank in range(1, process.world_size)]
+    with contextlib.suppress(Exception):  # a rank that already died cannot answer
+        store.wait(acks, timedelta(seconds=ACK_TIMEOUT_S))

@@ -1,0 +1,98 @@
+"""A worker process: ``python -m declarative_train.distributed.worker RUN_DIR``.
+
+Started by the elastic agent (``strategy=ddp``), or run in-process by the other ranks under an
+external launcher. It reads the resolved config the launching process wrote into ``RUN_DIR`` (never
+the command line), joins the job's process group, and runs the job as its rank. After an elastic
+restart it resumes from ``last.ckpt`` when one exists. A failure is written to torchelastic's error
+file, so the launching process reports this rank's message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from declarative_train.distributed.env import detect, restart_count
+from declarative_train.distributed.logs import configure_worker_logging
+from declarative_train.distributed.resolved import load_resolved
+
+log = logging.getLogger("declarative_train")
+
+
+def run_worker(run_dir: str | Path) -> dict[str, Any]:
+    """Run the job in ``run_dir`` as the rank the environment names; return its results."""
+    from declarative_train.run import run_job
+
+    process = detect()
+    if process is None:
+        raise RuntimeError("a worker needs RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT")
+    configure_worker_logging(run_dir, process.rank)
+    cfg = load_resolved(run_dir)
+    if restart_count() > 0:
+        resume_from_last(cfg)
+    log.info("worker rank %d of %d (pid %d, local rank %d, node %d) running %s",
+             process.rank, process.world_size, os.getpid(), process.local_rank, process.node_rank, run_dir)
+    try:
+        return run_job(cfg)
+    finally:
+        leave_process_group()
+
+
+def resume_from_last(cfg: DictConfig) -> None:
+    """Point ``cfg.ckpt_path`` at the newest ``last.ckpt`` of the job's checkpoint callbacks."""
+    for node in (cfg.get("callbacks") or {}).values():
+        dirpath = node.get("dirpath") if hasattr(node, "get") else None
+        last = Path(str(dirpath)) / "last.ckpt" if dirpath else None
+        if last is not None and last.is_file():
+            with open_dict(cfg):
+                cfg.ckpt_path = str(last)
+            log.info("elastic restart %d: resuming from %s", restart_count(), last)
+            return
+    log.info("elastic restart %d: no last.ckpt yet, starting over", restart_count())
+
+
+def leave_process_group() -> None:
+    """Destroy the default process group if this process has one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def write_error_file(message: str) -> None:
+    """Record ``message`` where the elastic agent looks for this worker's failure."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"message": message, "timestamp": int(time.time())}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; exit status 0 on success, 1 on failure (the message goes to the error file)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m declarative_train.distributed.worker RUN_DIR", file=sys.stderr)
+        return 2
+    try:
+        run_worker(args[0])
+    except Exception as exc:
+        from declarative_train.run import RunFailed
+
+        message = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, RunFailed):  # run_job has logged its own failures
+            log.exception("%s", message)
+        write_error_file(message)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The executor under real 2-process DDP (gloo) against the same executor in one process."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from declarative_train.distributed import SingleProcess
+from tests.distributed import _scenarios as S
+
+pytestmark = pytest.mark.ddp
+WORLD = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    out = tmp_path_factory.mktemp("ranks")
+    ctx = mp.start_processes(S.run_rank, args=(WORLD, _free_port(), str(out)), nprocs=WORLD, join=False,
+                             start_method="spawn")
+    deadline = time.monotonic() + 180
+    while not ctx.join(timeout=2):
+        if time.monotonic() > deadline:
+            for process in ctx.processes:
+                process.kill()
+            pytest.fail("the DDP ranks did not finish within 180 s")
+    return [torch.load(Path(out) / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+def _single(name: str) -> Any:
+    torch.set_num_threads(1)
+    return S.SCENARIOS[name](SingleProcess(), S.GLOBAL_BATCH)
+
+
+def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=1e-4, msg=lambda m, k=key: f"{k}: {m}")
+
+
+def test_val_and_test_metrics_equal_one_process_exactly(ranks: list[dict[str, Any]]) -> None:
+    single = _single("evaluate")
+    for rank in ranks:
+        for stage in ("val", "test"):
+            got, want = rank["evaluate"][stage], single[stage]
+            assert got.keys() == want.keys()
+            for name in want:
+                if name.endswith("/loss"):  # batch means summed in another order: last bits differ
+                    assert got[name] == pytest.approx(want[name], rel=1e-6)
+                else:
+                    assert got[name] == want[name], name
+
+
+def test_sync_batchnorm_on_cpu_matches_one_process_with_the_global_batch(ranks: list[dict[str, Any]]) -> None:
+    single = _single("sync_batchnorm")
+    assert any("running_mean" in k for k in single)
+    for rank in ranks:
+        _assert_close(rank["sync_batchnorm"], single)
+
+
+def test_accumulation_syncs_gradients_once_per_optimizer_step(ranks: list[dict[str, Any]]) -> None:
+    single = _single("accumulate")
+    for rank in ranks:
+        out = rank["accumulate"]
+        assert out["steps"] == single["steps"] == 3
+        assert out["syncs"] == 3  # 9 micro-batches, no_sync on 6 of them
+        _assert_close(out["weights"], single["weights"])
+
+
+def test_find_unused_parameters_lets_a_partly_used_model_train(ranks: list[dict[str, Any]]) -> None:
+    single = _single("unused_parameters")
+    for rank in ranks:
+        _assert_close(rank["unused_parameters"], single)
