@@ -6,5 +6,6 @@ torchrun/SLURM), ``worker`` (the worker entry point), ``plan`` (strategy and pro
 """
 
 from declarative_train.distributed.base import Distribution, SingleProcess
+from declarative_train.distributed.ddp import DDPDistribution
 
-__all__ = ["Distribution", "SingleProcess"]
+__all__ = ["DDPDistribution", "Distribution", "SingleProcess"]
