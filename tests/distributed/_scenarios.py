@@ -73,7 +73,7 @@ def accumulate(distribution: Distribution, batch: int) -> dict[str, Any]:
     torch.manual_seed(4)
     ex = _executor(distribution, MLP(64, [32], 10), batch, max_epochs=1, limit_train_batches=9,
                    limit_val_batches=0, accumulate_grad_batches=3)
-    ex._setup()
+    ex.setup()
     syncs = []
     step = ex._training_step
     if hasattr(step, "register_comm_hook"):
