@@ -161,10 +161,11 @@ def seconds_to_first_step(devices: int, repeats: int) -> list[float]:
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             stamp = Path(tmp) / "first_step"
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "bench")}
+            # Every rank writes the stamp; their first steps end together (the gradient all-reduce).
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
             args = [sys.executable, "-m", "declarative_train", f"accelerator.devices={devices}", "logger=none",
-                    "trainer.max_epochs=1", "test=false", "user_packages=[_first_step]",
-                    "+callbacks.first_step._target_=_first_step.FirstStep", f"+callbacks.first_step.path={stamp}"]
+                    "trainer.max_epochs=1", "test=false", "user_packages=[bench]",
+                    "+callbacks.probe._target_=bench.first_step_probe.FirstStepProbe", f"+callbacks.probe.path={stamp}"]
             started = time.time()
             subprocess.run(args, cwd=tmp, env=env, check=True, capture_output=True, timeout=300)
             times.append(float(stamp.read_text()) - started)
