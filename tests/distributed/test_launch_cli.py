@@ -107,7 +107,7 @@ def test_sweep_of_ddp_jobs_leaves_exactly_one_folder_per_job(tmp_path: Path, lau
 def test_ddp_spawn_returns_the_trained_weights_to_the_parent(compose_cfg, tmp_path: Path) -> None:
     from declarative_train.build import build, seed_everything
 
-    cfg = compose_cfg([*SMALL, "accelerator.devices=2", "accelerator.strategy=ddp_spawn"])
+    cfg = compose_cfg([*SMALL, "accelerator.devices=2", "accelerator.strategy=ddp_spawn", "accelerator.timeout_s=60"])
     outcome = spawn.launch(cfg, make_plan(cfg.accelerator))
     assert outcome.results["status"] == "ok" and outcome.results["global_step"] == 6
     assert outcome.state_dict is not None
