@@ -13,7 +13,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.build import build, seed_everything
 from declarative_train.engine.executor import Executor
-from declarative_train.engine.preemption import Interrupted, Preempted, PreemptionHandler
+from declarative_train.engine.preemption import (
+    DEFAULT_SIGNALS,
+    Interrupted,
+    Preempted,
+    PreemptionHandler,
+)
 from declarative_train.loggers.hparams import run_hparams
 from declarative_train.resume import resume_checkpoint
 from declarative_train.sweep.objective import objective_entry
@@ -48,7 +53,10 @@ def run_job(cfg: DictConfig, on_executor: Callable[[Executor], None] | None = No
         for logger in executor.loggers:
             logger.log_text("config", config_yaml)
         if cfg.train:
-            preemption = PreemptionHandler(output_dir / "checkpoints")
+            # Ranks of a multi-process job would have to agree on the step to stop at; their
+            # launcher stops them instead (they resume from last.ckpt: max_restarts, resume=auto).
+            signals = DEFAULT_SIGNALS if executor.distribution.world_size == 1 else ()
+            preemption = PreemptionHandler(output_dir / "checkpoints", signals=signals)
             preemption.attach(executor)  # after the callbacks (attached in setup): they save first
             with preemption.installed():
                 executor.fit(ckpt_path=resume_checkpoint(cfg))

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from declarative_train.callbacks.base import Callback, is_improvement
 from declarative_train.engine.ckpt_file import stale_temp_files
 from declarative_train.engine.events import Event
@@ -83,7 +85,11 @@ class ModelCheckpoint(Callback):
 
     def _save_if_time_passed(self, executor: Any) -> None:
         assert self.train_time_interval is not None
-        if time.monotonic() - self._last_save_time >= self.train_time_interval:
+        due = time.monotonic() - self._last_save_time >= self.train_time_interval
+        distribution = executor.distribution
+        if distribution.world_size > 1:  # every rank saves at the same step: when any rank's clock says so
+            due = bool(distribution.reduce_sum(torch.tensor(float(due), device=executor.accelerator.device)) > 0)
+        if due:
             self.save(executor)
 
     def write_last(self, executor: Any) -> str:

@@ -4,7 +4,8 @@ The launching process has composed and validated the config; it writes the resol
 the run folder and starts ``python -m declarative_train.distributed.worker RUN_DIR`` once per
 device: fresh interpreters, so DataLoader workers and everything else behave as in a plain script.
 The agent watches them every 0.1 s; when one fails it stops the others, and :func:`launch` raises
-``RunFailed`` naming the failed rank (after ``max_restarts`` elastic restarts, if configured).
+``RunFailed`` naming the failed rank (after ``max_restarts`` elastic restarts, if configured). A
+signal to the launching process (SIGTERM, Ctrl-C) stops the workers and raises ``Interrupted``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -24,6 +26,7 @@ from declarative_train.distributed import nodes
 from declarative_train.distributed.logs import quiet_torch_elastic
 from declarative_train.distributed.plan import LaunchPlan
 from declarative_train.distributed.resolved import write_resolved
+from declarative_train.engine.preemption import Interrupted
 from declarative_train.utils.io import atomic_write_json
 
 log = logging.getLogger("declarative_train")
@@ -34,7 +37,7 @@ MONITOR_INTERVAL_S = 0.1
 
 def launch(cfg: DictConfig, plan: LaunchPlan) -> dict[str, Any]:
     """Run the job on ``plan.devices`` workers per node; return rank 0's ``results.json``."""
-    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -65,12 +68,25 @@ def launch(cfg: DictConfig, plan: LaunchPlan) -> dict[str, Any]:
     except ChildFailedError as exc:
         message = describe_failure(exc)
         log.error("run failed: %s", message)
-        mark_failed(run_dir, message)
+        mark_ended(run_dir, "failed", message)
         raise RunFailed(message) from None
+    except SignalException as exc:  # the agent has stopped the workers
+        stopped = WorkersStopped(int(exc.sigval), run_dir)
+        mark_ended(run_dir, stopped.status, str(stopped))
+        raise stopped from None
     finally:
         shutil.rmtree(error_dir, ignore_errors=True)
         del keepalive
     return read_results(run_dir)
+
+
+class WorkersStopped(Interrupted):
+    """A signal to the launching process (SIGTERM, Ctrl-C) stopped the workers; exit 128 + signal."""
+
+    def __init__(self, signum: int, run_dir: Path) -> None:
+        super().__init__(signum)
+        self.args = (f"{signal.Signals(signum).name} received: workers stopped; continue from the newest "
+                     f"last.ckpt with resume=auto resume_dir={run_dir}",)
 
 
 def describe_failure(exc: Any) -> str:
@@ -83,10 +99,10 @@ def describe_failure(exc: Any) -> str:
     return f"worker rank {rank} (pid {failure.pid}) exited with code {failure.exitcode}{detail}"
 
 
-def mark_failed(run_dir: Path, message: str) -> None:
-    """Make ``results.json`` say the run failed with the root cause, keeping rank 0's counters."""
+def mark_ended(run_dir: Path, status: str, message: str) -> None:
+    """Make ``results.json`` say how the run ended and why, keeping rank 0's counters."""
     results = read_results(run_dir)
-    results.update(status="failed", error=message)
+    results.update(status=status, error=message)
     atomic_write_json(run_dir / "results.json", results)
 
 

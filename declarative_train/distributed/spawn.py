@@ -23,7 +23,6 @@ import torch.multiprocessing as mp
 from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.distributed.plan import LaunchPlan
-from declarative_train.utils.io import serialize
 
 log = logging.getLogger("declarative_train")
 
@@ -88,7 +87,9 @@ def _worker(index: int, world_size: int, port: int, config: dict[str, Any], queu
     fitted: dict[str, bytes | None] = {"state_dict": None}
 
     def keep_weights(executor: Any) -> None:
-        fitted["state_dict"] = serialize(executor.task.state_dict())
+        buffer = io.BytesIO()
+        torch.save(executor.task.state_dict(), buffer)
+        fitted["state_dict"] = buffer.getvalue()
 
     def subscribe(executor: Any) -> None:
         if index == 0:

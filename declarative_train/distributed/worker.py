@@ -46,16 +46,17 @@ def run_worker(run_dir: str | Path) -> dict[str, Any]:
 
 
 def resume_from_last(cfg: DictConfig) -> None:
-    """Point ``cfg.ckpt_path`` at the newest ``last.ckpt`` of the job's checkpoint callbacks."""
-    for node in (cfg.get("callbacks") or {}).values():
-        dirpath = node.get("dirpath") if hasattr(node, "get") else None
-        last = Path(str(dirpath)) / "last.ckpt" if dirpath else None
-        if last is not None and last.is_file():
-            with open_dict(cfg):
-                cfg.ckpt_path = str(last)
-            log.info("elastic restart %d: resuming from %s", restart_count(), last)
-            return
-    log.info("elastic restart %d: no last.ckpt yet, starting over", restart_count())
+    """Point ``cfg.ckpt_path`` at the newest ``last.ckpt`` in the run folder, if there is one."""
+    from declarative_train.resume import newest_last_checkpoint
+
+    last = newest_last_checkpoint(cfg.paths.output_dir)
+    if last is None:
+        log.info("elastic restart %d: no last.ckpt yet, starting over", restart_count())
+        return
+    with open_dict(cfg):
+        cfg.ckpt_path = str(last)
+        cfg.resume = None  # the restart's checkpoint wins over resume=auto's search elsewhere
+    log.info("elastic restart %d: resuming from %s", restart_count(), last)
 
 
 def leave_process_group() -> None:

@@ -91,6 +91,27 @@ def test_elastic_restart_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     assert results(run_dir)["epochs"] == 30
 
 
+def test_sigterm_to_dtrain_stops_the_workers_and_resume_auto_continues(tmp_path: Path) -> None:
+    args = [*MODULE, *DDP, "trainer.max_epochs=30", "logger=none"]
+    proc = start(args, tmp_path / "first")
+    try:
+        wait_for(lambda: len(list((tmp_path / "first" / "outputs" / "runs").glob("*/checkpoints/last.ckpt"))) == 1,
+                 120, "the first checkpoint")
+        proc.send_signal(signal.SIGTERM)
+        rc, _, err = finish(proc, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 128 + signal.SIGTERM, err
+    run_dir = only_run_dir(tmp_path / "first")
+    assert results(run_dir)["status"] == "interrupted"
+    rc, _, err = run([*args, "resume=auto", f"resume_dir={run_dir}"], tmp_path / "second")
+    assert rc == 0, err
+    resumed = only_run_dir(tmp_path / "second")
+    assert "resume=auto: resuming from" in (resumed / "train.log").read_text()
+    assert results(resumed)["epochs"] == 30
+
+
 @pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
 def test_sweep_of_ddp_jobs_leaves_exactly_one_folder_per_job(tmp_path: Path, launcher: str) -> None:
     rc, _, err = run([*MODULE, "-m", "optimizer.lr=0.01,0.1", *DDP, *SMALL, f"hydra/launcher={launcher}"], tmp_path)
