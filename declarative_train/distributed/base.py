@@ -55,16 +55,4 @@ class Distribution:
 
 
 class SingleProcess(Distribution):
-    """One process on one device.
-
-    Training batches are shuffled by ``seed + epoch`` the way :class:`DDPDistribution` shuffles
-    them, so one process with batch ``W*B`` sees the very batches W processes with batch ``B`` see.
-    """
-
-    def sampler(self, dataset: Dataset[Any], *, shuffle: bool, seed: int) -> Sampler[Any] | None:
-        """A seeded epoch-shuffling sampler for training; the loader's own order otherwise."""
-        if not shuffle:
-            return None
-        from declarative_train.distributed.samplers import train_sampler
-
-        return train_sampler(dataset, rank=0, world_size=1, shuffle=True, seed=seed)
+    """One process on one device."""

@@ -4,7 +4,8 @@ Training uses :class:`torch.utils.data.DistributedSampler`: every rank gets the 
 samples (a few are repeated to even the shards out, so every rank runs the same number of steps),
 shuffled by ``seed + epoch`` alike on every rank. Because rank ``r`` takes positions ``r, r+W,
 r+2W, ...`` of that permutation, one step of W ranks with batch B sees exactly the samples that one
-process with batch ``W*B`` and the same permutation sees: 1 and W processes train alike.
+process with batch ``W*B`` sees (its :class:`~declarative_train.data.resumable.ResumableSampler`
+draws the same permutation): 1 and W processes train alike.
 
 Evaluation uses :class:`EvalShardSampler`, which never repeats a sample, so metrics synchronised
 over the ranks equal the metrics of one process on the same data exactly.

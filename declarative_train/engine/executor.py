@@ -253,7 +253,10 @@ class Executor:
             if split in self.data.datasets else None
         if split != "train":
             return self.accelerator.wrap_loader(self.data.dataloader(split, shuffle=shuffle, sampler=sampler))
-        loader, self.train_sampler = train_loader(self.data, sampler, shuffle=shuffle, seed=self.seed)
+        # Under DDP the order comes from the distributed sampler; this seed then only seeds the
+        # DataLoader workers, which should differ per rank (augmentations).
+        loader, self.train_sampler = train_loader(self.data, sampler, shuffle=shuffle,
+                                                  seed=self.seed + self.distribution.rank)
         return self.accelerator.wrap_loader(loader)
 
     def _count(self, split: str, loader: Any) -> int:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from declarative_train.distributed import SingleProcess
+from declarative_train.data.resumable import ResumableSampler
 from declarative_train.distributed.env import detect, first_slurm_host
 from declarative_train.distributed.plan import check_plan, make_plan, usable_cpus
 from declarative_train.distributed.samplers import EvalShardSampler, train_sampler
@@ -82,7 +82,7 @@ def test_eval_shards_hold_every_sample_once() -> None:
 
 def test_two_ranks_with_batch_b_see_the_batches_of_one_process_with_batch_2b() -> None:
     data = TensorDataset(torch.arange(64))
-    one = DataLoader(data, batch_size=16, sampler=SingleProcess().sampler(data, shuffle=True, seed=5))
+    one = DataLoader(data, batch_size=16, sampler=ResumableSampler(len(data), shuffle=True, seed=5))
     ranks = [DataLoader(data, batch_size=8, sampler=train_sampler(data, rank=r, world_size=2, shuffle=True, seed=5))
              for r in range(2)]
     for epoch in range(2):
