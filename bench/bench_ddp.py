@@ -182,19 +182,8 @@ def seconds_to_first_step(devices: int, repeats: int) -> list[float]:
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--repeats", type=int, default=16)
-    parser.add_argument("--startup-repeats", type=int, default=3)
-    args = parser.parse_args()
+def _report_a(ddp: dict[str, Any]) -> None:
     med = statistics.median
-    print(f"load average before: {os.getloadavg()[0]:.2f} (other processes share these cores)")
-    print(f"model MLP {FEATURES}-{HIDDEN}-{CLASSES} ({sum(p.numel() for p in make_net().parameters()):,} params), "
-          f"global batch {GLOBAL_BATCH}, {args.steps} steps x {args.repeats} repeats, gloo, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}")
-
-    ddp = _spawn(_ddp_rank, 2, (2, _free_port(), args.steps, args.repeats))
     walls = {k: [t[0] for t in ddp[k]] for k in ("ours", "hand")}
     cpus = {k: [t[1] for t in ddp[k]] for k in ("ours", "hand")}
     ours, hand = min(walls["ours"]), min(walls["hand"])
@@ -209,8 +198,11 @@ def main() -> None:
     print(f"    ours / hand-written, CPU time of rank 0 per step      : "
           f"{med(o / h for o, h in zip(cpus['ours'], cpus['hand'])):.3f}  (insensitive to other load)")
 
-    one = min(_spawn(_single, 1, (1, args.steps, args.repeats)))
-    two_threads = min(_spawn(_single, 1, (2, args.steps, args.repeats)))
+
+def _report_b(ddp: dict[str, Any], steps: int, repeats: int) -> None:
+    ours = min(t[0] for t in ddp["ours"])
+    one = min(_spawn(_single, 1, (1, steps, repeats)))
+    two_threads = min(_spawn(_single, 1, (2, steps, repeats)))
     print("\n(b) samples/s of the executor, global batch", GLOBAL_BATCH, "(best repeat of each)")
     for name, seconds in (("1 process  x 1 thread ", one), ("1 process  x 2 threads", two_threads),
                           ("2 workers  x 1 thread ", ours)):
@@ -220,12 +212,37 @@ def main() -> None:
     print(f"    one gradient all-reduce (gloo, {ddp['allreduce_ms']:.2f} ms) = "
           f"{ddp['allreduce_ms'] / (ours * 1e3) * 100:.0f}% of a 2-worker step")
 
-    single_start = seconds_to_first_step(1, args.startup_repeats)
-    ddp_start = seconds_to_first_step(2, args.startup_repeats)
-    print("\n(c) dtrain start -> end of first step (default digits job, median of", args.startup_repeats, "runs)")
+
+def _report_c(repeats: int) -> None:
+    med = statistics.median
+    single_start = seconds_to_first_step(1, repeats)
+    ddp_start = seconds_to_first_step(2, repeats)
+    print("\n(c) dtrain start -> end of first step (default digits job, median of", repeats, "runs)")
     print(f"    1 process : {med(single_start):6.2f} s   {' '.join(f'{t:.2f}' for t in single_start)}")
     print(f"    2 workers : {med(ddp_start):6.2f} s   {' '.join(f'{t:.2f}' for t in ddp_start)}")
     print(f"    extra for 2 workers: {med(ddp_start) - med(single_start):+.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=16)
+    parser.add_argument("--startup-repeats", type=int, default=3)
+    parser.add_argument("--parts", default="abc", help="which measurements to run (b reuses a's run)")
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f} (other processes share these cores)")
+    print(f"model MLP {FEATURES}-{HIDDEN}-{CLASSES} ({sum(p.numel() for p in make_net().parameters()):,} params), "
+          f"global batch {GLOBAL_BATCH}, {args.steps} steps x {args.repeats} repeats, gloo, "
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}")
+
+    if "a" in args.parts or "b" in args.parts:
+        ddp = _spawn(_ddp_rank, 2, (2, _free_port(), args.steps, args.repeats))
+    if "a" in args.parts:
+        _report_a(ddp)
+    if "b" in args.parts:
+        _report_b(ddp, args.steps, args.repeats)
+    if "c" in args.parts:
+        _report_c(args.startup_repeats)
 
 
 if __name__ == "__main__":
