@@ -11,12 +11,11 @@ Also here: ``state_dict_to_cpu`` and ``save``, an XLA-safe atomic checkpoint wri
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import importlib.util
+import io
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from declarative_train.accelerators.base import Accelerator, AcceleratorUnavailable
+from declarative_train.utils.io import atomic_write_bytes
 from declarative_train.utils.move import move_to_device
 
 log = logging.getLogger(__name__)
@@ -129,31 +129,11 @@ def _is_master(global_master: bool) -> tuple[bool, int]:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to a temp file beside ``path``, flush, fsync, then rename over ``path``.
-
-    A reader sees either the old file or the complete new one, never a partial write.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return target
+    """``torch.save`` to ``path`` atomically (temp file, fsync, rename, folder fsync)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
 
 
 def save(obj: Any, path: str | os.PathLike[str], master_only: bool = True,
