@@ -19,6 +19,7 @@ from torch.utils.data import Dataset, Sampler
 from declarative_train.distributed import store as stores
 from declarative_train.distributed.base import Distribution
 from declarative_train.distributed.env import ProcessEnv
+from declarative_train.distributed.group import leave_process_group
 from declarative_train.distributed.samplers import EvalShardSampler, train_sampler
 from declarative_train.distributed.sync_batchnorm import convert_sync_batchnorm
 
@@ -87,11 +88,11 @@ class DDPDistribution(Distribution):
                  self.rank, self.world_size, backend, self.local_rank)
 
     def teardown(self) -> None:
-        """Leave the process group this object joined."""
-        if self._owns_group and dist.is_initialized():
-            dist.destroy_process_group()
-        self._owns_group = False
+        """Leave the process group this object joined (after letting go of the DDP wrapper)."""
         self._ddp = None
+        if self._owns_group:
+            leave_process_group()
+        self._owns_group = False
 
     # ---------------------------------------------------------------- model and data
     def wrap_training_step(self, task: nn.Module) -> Callable[[Any, int], torch.Tensor]:

@@ -97,8 +97,8 @@ def follow(process: ProcessEnv) -> int:
 
 def lead_job(cfg: DictConfig, process: ProcessEnv) -> dict[str, Any]:
     """Run one job as ``process``'s rank, publishing the run folder first when this is rank 0."""
+    from declarative_train.distributed.group import leave_process_group
     from declarative_train.distributed.resolved import write_resolved
-    from declarative_train.distributed.worker import leave_process_group
     from declarative_train.run import run_job
 
     if process.world_size < 2:

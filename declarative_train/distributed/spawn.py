@@ -71,9 +71,9 @@ def launch(cfg: DictConfig, plan: LaunchPlan) -> SpawnOutcome:
 
 
 def _worker(index: int, world_size: int, port: int, config: dict[str, Any], queue: Any) -> None:
+    from declarative_train.distributed.group import leave_process_group
     from declarative_train.distributed.logs import configure_worker_logging
     from declarative_train.distributed.resolved import from_container
-    from declarative_train.distributed.worker import leave_process_group
     from declarative_train.engine.events import Event
     from declarative_train.run import run_job
 

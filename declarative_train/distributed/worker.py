@@ -28,6 +28,7 @@ log = logging.getLogger("declarative_train")
 
 def run_worker(run_dir: str | Path) -> dict[str, Any]:
     """Run the job in ``run_dir`` as the rank the environment names; return its results."""
+    from declarative_train.distributed.group import leave_process_group
     from declarative_train.run import run_job
 
     process = detect()
@@ -57,14 +58,6 @@ def resume_from_last(cfg: DictConfig) -> None:
         cfg.ckpt_path = str(last)
         cfg.resume = None  # the restart's checkpoint wins over resume=auto's search elsewhere
     log.info("elastic restart %d: resuming from %s", restart_count(), last)
-
-
-def leave_process_group() -> None:
-    """Destroy the default process group if this process has one."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def write_error_file(message: str) -> None:
