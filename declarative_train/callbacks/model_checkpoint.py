@@ -4,6 +4,7 @@ metric, and ``last.ckpt``."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -41,6 +42,10 @@ class ModelCheckpoint(Callback):
         every_n_train_steps: also save every N optimizer steps (``None``/0: off).
         train_time_interval: also save after a step once this many seconds have passed since the
             last save (``None``: off).
+        filename: name of top-k files, formatted with ``epoch`` and ``step``.
+        write_in_background: serialise on the training loop but seal, fsync and rename on a
+            background thread, so training does not wait for the disk (files replaced by a newer
+            top-k file are deleted once that one is in place). ``write_last`` always waits.
     """
 
     runs_in_fast_dev_run = False
@@ -49,7 +54,7 @@ class ModelCheckpoint(Callback):
         self, dirpath: str = "checkpoints", monitor: str | None = None, mode: str = "min",
         save_top_k: int = 1, save_last: bool = True, every_n_epochs: int = 1,
         every_n_train_steps: int | None = None, train_time_interval: float | None = None,
-        filename: str = "epoch={epoch}-step={step}",
+        filename: str = "epoch={epoch}-step={step}", write_in_background: bool = True,
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"ModelCheckpoint: mode must be 'min' or 'max', got {mode!r}")
@@ -62,6 +67,7 @@ class ModelCheckpoint(Callback):
         self.every_n_train_steps = every_n_train_steps
         self.train_time_interval = train_time_interval
         self.filename = filename
+        self.write_in_background = write_in_background
         self.best_k_models: dict[str, float] = {}
         self.best_model_path: str = ""
         self.best_model_score: float | None = None
@@ -105,6 +111,7 @@ class ModelCheckpoint(Callback):
         if position == self._saved_at:
             return  # several cadences met at the same point
         self._saved_at, self._last_save_time = position, time.monotonic()
+        executor.checkpoint_writer.wait()  # a failed background write puts its table back first
         before = self.state_dict()
         paths: list[str] = []
         score = state.metrics.get(self.monitor) if self.monitor else None
@@ -123,17 +130,21 @@ class ModelCheckpoint(Callback):
             paths.append(self.last_model_path)
         evicted = self._trim()
         self._update_best()
-        try:
-            executor.save_checkpoint(*paths)  # the table inside already lists this file
+        restore = functools.partial(self._set_table, before)  # nothing written: the table stays true to the disk
+        try:  # the table inside already lists this file
+            executor.save_checkpoint(*paths, background=self.write_in_background,
+                                     then=functools.partial(self._delete, evicted), on_failure=restore)
         except BaseException:
-            self._set_table(before)  # nothing was written: keep the table true to the disk
+            restore()
             raise
-        if executor.distribution.is_global_zero:
-            for path in evicted:
-                if Path(path).parent.resolve() != self.dirpath.resolve():
-                    continue  # another run's file: out of the table, but not ours to delete
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
+
+    def _delete(self, evicted: list[str]) -> None:
+        """Delete files that left the top k (once the checkpoint replacing them is in place)."""
+        for path in evicted:
+            if Path(path).parent.resolve() != self.dirpath.resolve():
+                continue  # another run's file: out of the table, but not ours to delete
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
     def _qualifies(self, score: float | None) -> bool:
         if self.save_top_k < 0 or len(self.best_k_models) < self.save_top_k:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import random
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,11 +57,17 @@ def collect(executor: Executor) -> dict[str, Any]:
     }
 
 
-def save(executor: Executor, paths: Sequence[str]) -> None:
-    """Serialise the state once and place it atomically at every path, in order (rank zero only)."""
+def save(executor: Executor, paths: Sequence[str], *, background: bool = False,
+         then: Callable[[], None] | None = None, on_failure: Callable[[], None] | None = None) -> None:
+    """Serialise the state once and place it atomically at every path, in order (rank zero only).
+
+    ``background``, ``then`` and ``on_failure`` as for :meth:`CheckpointWriter.write
+    <declarative_train.engine.ckpt_writer.CheckpointWriter.write>`.
+    """
     if not executor.distribution.is_global_zero or not paths:
         return
-    ckpt_file.write(executor.accelerator.checkpoint_state(collect(executor)), paths)
+    state = executor.accelerator.checkpoint_state(collect(executor))
+    executor.checkpoint_writer.write(state, paths, background=background, then=then, on_failure=on_failure)
 
 
 def read(path: str, *, for_resume: bool = False) -> dict[str, Any]:

@@ -11,10 +11,12 @@ The digest is two wrapping 64-bit sums over the file's 4 KiB blocks: the sum of 
 elsewhere). Vectorised it runs at memory speed, about three times zlib's CRC-32, so torch's own
 CRC-32 is switched off while writing, which more than pays for the digest.
 
-Writing: ``torch.save`` to a temp file in the target folder while a helper thread flushes the
-written part to disk (so the final fsync has little left to do), seal, fsync, then rename over
-the target; other targets get a hard link to the same file (a copy where links are not
-supported), each placed by rename. A crash at any moment leaves every target either old or new.
+Writing comes in two parts. :func:`begin` runs ``torch.save`` into a temp file in the target
+folder (optionally while a helper thread flushes the written part to disk, so that a final fsync
+has little left to do). :meth:`PendingWrite.finish` seals it, fsyncs, then renames it over the
+target; other targets get a hard link to the same file (a copy where links are not supported),
+each placed by rename. The second part can run on another thread (see ``ckpt_writer``). A crash at
+any moment leaves every target either old or new.
 """
 
 from __future__ import annotations
@@ -53,30 +55,61 @@ def write(obj: Any, paths: Sequence[str | os.PathLike[str]]) -> None:
     Put ``last.ckpt`` last: a crash between two placements then never leaves a ``last.ckpt``
     whose top-k table names a file that was not written.
     """
+    pending = begin(obj, paths)
+    if pending is not None:
+        pending.finish()
+
+
+def begin(obj: Any, paths: Sequence[str | os.PathLike[str]], *, flush_early: bool = True) -> PendingWrite | None:
+    """Serialise ``obj`` to a temp file beside the last path; :meth:`PendingWrite.finish` places it.
+
+    After this returns, changes to ``obj``'s tensors no longer reach the file. ``flush_early``
+    pushes the written part to disk while serialising, so a ``finish`` right after has little
+    left to sync (worth it when ``finish`` runs on this thread). ``None`` when ``paths`` is empty.
+    """
     targets = [Path(p) for p in paths]
     if not targets:
-        return
-    final = targets[-1]
-    tmp = final.parent / _temp_name(final)
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp.touch(exist_ok=False)
-        with _flushing_in_background(tmp), _without_torch_crc():
-            torch.save(obj, tmp)
-        _seal(tmp)
-        for target in targets[:-1]:
-            _place_copy(tmp, target)
-        os.replace(tmp, final)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, Exception):  # torch.save reports a full disk as a RuntimeError
-            reason = _reason(exc) if isinstance(exc, OSError) else _first_line(exc)
-            raise CheckpointError(f"cannot write checkpoint {final}: {reason}; "
-                                  "the files already there are unchanged") from exc
-        raise
-    for folder in {t.parent for t in targets}:
-        fsync_dir(folder)
+        return None
+    pending = PendingWrite(targets)
+    with pending.reporting_failures():
+        targets[-1].parent.mkdir(parents=True, exist_ok=True)
+        pending.tmp.touch(exist_ok=False)
+        flushing = _flushing_in_background(pending.tmp) if flush_early else contextlib.nullcontext()
+        with flushing, _without_torch_crc():
+            torch.save(obj, pending.tmp)
+    return pending
+
+
+class PendingWrite:
+    """A checkpoint serialised to a temp file, not yet sealed, synced or in place."""
+
+    def __init__(self, targets: list[Path]) -> None:
+        self.targets = targets
+        self.tmp = targets[-1].parent / _temp_name(targets[-1])
+
+    def finish(self) -> None:
+        """Seal the temp file, fsync it, put it at every target in order, then fsync the folders."""
+        with self.reporting_failures():
+            _seal(self.tmp)
+            for target in self.targets[:-1]:
+                _place_copy(self.tmp, target)
+            os.replace(self.tmp, self.targets[-1])
+        for folder in {t.parent for t in self.targets}:
+            fsync_dir(folder)
+
+    @contextlib.contextmanager
+    def reporting_failures(self) -> Iterator[None]:
+        """On any failure remove the temp file; report errors as :class:`CheckpointError`."""
+        try:
+            yield
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            if isinstance(exc, Exception):  # torch.save reports a full disk as a RuntimeError
+                reason = _reason(exc) if isinstance(exc, OSError) else _first_line(exc)
+                raise CheckpointError(f"cannot write checkpoint {self.targets[-1]}: {reason}; "
+                                      "the files already there are unchanged") from exc
+            raise
 
 
 def read(path: str | os.PathLike[str]) -> Any:

@@ -32,6 +32,7 @@ from declarative_train.engine.batches import (
     limit_batches,
     validation_interval,
 )
+from declarative_train.engine.ckpt_writer import CheckpointWriter
 from declarative_train.engine.events import Event, EventBus
 from declarative_train.engine.loss_guard import LossGuard
 from declarative_train.engine.scheduling import SchedulerSpec, is_plateau
@@ -108,6 +109,7 @@ class Executor:
         self.train_sampler: ResumableSampler | None = None
         #: Extra entries stored in every checkpoint (the run layer adds the resolved config).
         self.checkpoint_extras: dict[str, Any] = {}
+        self.checkpoint_writer = CheckpointWriter()
         self.tested_ckpt_path: str | None = None
         self._stage_metrics: dict[str, Any] = {}
 
@@ -130,14 +132,17 @@ class Executor:
                     self.state.epoch += 1
                     self.state.batch_idx, self.state.epoch_finished = 0, False
             self.events.fire(Event.FIT_END, self)
+            self.flush_checkpoints()
         except BaseException:
             self.events.fire(Event.EXCEPTION, self)
+            self.checkpoint_writer.wait_quietly()  # the last good checkpoint lands; this error wins
             raise
 
     def validate(self, ckpt_path: str | None = None) -> dict[str, float]:
         """Run the validation split once (with the weights of ``ckpt_path`` if given)."""
         self.setup()
         if ckpt_path:
+            self.checkpoint_writer.wait()
             checkpointing.load_weights(self, ckpt_path)
         return self._evaluate("val")
 
@@ -146,6 +151,7 @@ class Executor:
         self.setup()
         path = self.best_model_path if ckpt_path == "best" else ckpt_path
         if path:
+            self.checkpoint_writer.wait()
             checkpointing.load_weights(self, path)
         self.tested_ckpt_path = path
         return self._evaluate("test")
@@ -177,19 +183,33 @@ class Executor:
         for logger in self.loggers:
             logger.log_metrics(dict(metrics), step)
 
-    def save_checkpoint(self, *paths: str) -> None:
+    def save_checkpoint(
+        self, *paths: str, background: bool = False, then: Callable[[], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         """Save the complete training state to each path (serialised once, written atomically).
 
-        Raises instead if a training loss since the last check was not finite.
+        The files are in place when this returns, unless ``background``: then the state is
+        captured now and written on a thread while training goes on (:meth:`flush_checkpoints`
+        waits for it; fit does at its end). On rank zero, ``then`` runs once the files are in
+        place, and ``on_failure`` before a failed background write's error is raised (at the
+        next save or flush). Raises instead if a training loss since the last check was not finite.
         """
         if self._set_up:
             self._loss_guard.check()
-        checkpointing.save(self, paths)
-        self.distribution.barrier()  # other ranks may read these files next (test on the best one)
+        checkpointing.save(self, paths, background=background, then=then, on_failure=on_failure)
+        if not background:
+            self.distribution.barrier()  # other ranks may read these files next
+
+    def flush_checkpoints(self) -> None:
+        """Wait until every checkpoint write is in place, on every rank; raise a failed write's error."""
+        self.checkpoint_writer.wait()
+        self.distribution.barrier()  # other ranks read rank zero's files next (test on the best one)
 
     def load_checkpoint(self, path: str) -> None:
         """Restore the complete training state saved by :meth:`save_checkpoint`."""
         self.setup()
+        self.checkpoint_writer.wait()
         checkpointing.restore(self, path)
 
     # ---------------------------------------------------------------- setup

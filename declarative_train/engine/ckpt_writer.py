@@ -1,0 +1,162 @@
+"""Writing checkpoint files without making the training loop wait for the disk.
+
+On a small model a checkpoint's serialisation and fsyncs take far longer than copying its tensors.
+A background write therefore takes a snapshot on the loop thread (the state's containers rebuilt,
+its tensors copied to CPU memory) and leaves ``torch.save``, sealing, fsync and the rename into
+place to a writer thread. A state larger than ``snapshot_limit_bytes`` is not copied: the loop
+thread serialises it into the temp file (which fixes the content without a second copy in memory)
+and only the rest runs on the writer thread. Every guarantee of ``ckpt_file`` stays: a file
+appears complete and synced, or not at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from declarative_train.engine import ckpt_file
+
+log = logging.getLogger(__name__)
+
+#: States up to this many bytes of tensors are copied in memory for a background write.
+DEFAULT_SNAPSHOT_LIMIT_BYTES = 1 << 30
+
+
+class CheckpointWriter:
+    """Writes checkpoints one at a time, the slow part optionally on a writer thread.
+
+    At most one write is in flight: the next :meth:`write` and :meth:`wait` wait for it first and
+    raise its error (a :class:`~declarative_train.engine.ckpt_file.CheckpointError`) there. The
+    thread is started once and kept (starting one per save costs more than a small model's save);
+    a process that ends normally finishes the write before it exits.
+
+    Args:
+        snapshot_limit_bytes: largest state (bytes of tensors) a background write copies in memory.
+    """
+
+    def __init__(self, snapshot_limit_bytes: int = DEFAULT_SNAPSHOT_LIMIT_BYTES) -> None:
+        self.snapshot_limit_bytes = snapshot_limit_bytes
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self._on_failure: Callable[[], None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a background write has not finished yet."""
+        return self._pending is not None and not self._pending.done()
+
+    def write(
+        self, obj: Any, paths: Sequence[str | os.PathLike[str]], *, background: bool = False,
+        then: Callable[[], None] | None = None, on_failure: Callable[[], None] | None = None,
+    ) -> None:
+        """Save ``obj`` atomically at every path of ``paths``, in order; then call ``then``.
+
+        Later changes to ``obj`` do not reach the files. With ``background`` the files are in
+        place (and ``then`` has run) only once :meth:`wait` returns; ``then`` runs on the writer
+        thread, and only after every file was written. If the background part fails, the
+        :meth:`wait` that reports it calls ``on_failure`` first, on its own thread (a failure
+        on the caller's thread is simply raised).
+        """
+        self.wait()
+        if not paths:
+            return
+        if not background:
+            _write(obj, paths, then, flush_early=True)
+            return
+        if tensor_bytes(obj) <= self.snapshot_limit_bytes:
+            job = functools.partial(_write, snapshot(obj), paths, then)
+        else:
+            pending = ckpt_file.begin(obj, paths, flush_early=False)
+            assert pending is not None
+            job = functools.partial(_finish, pending, then)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        try:
+            self._pending = self._pool.submit(job)
+        except RuntimeError:  # the interpreter is shutting down: no new threads
+            job()
+            return
+        self._on_failure = on_failure
+
+    def wait(self) -> None:
+        """Wait for the write in flight; raise its error if it failed."""
+        pending, self._pending = self._pending, None
+        on_failure, self._on_failure = self._on_failure, None
+        if pending is None or pending.exception() is None:
+            return
+        if on_failure is not None:
+            on_failure()
+        pending.result()
+
+    def wait_quietly(self) -> None:
+        """:meth:`wait`, logging a failed write instead of raising (another error is on its way)."""
+        try:
+            self.wait()
+        except Exception as exc:
+            log.error("%s", exc)
+
+
+def snapshot(state: Any) -> Any:
+    """A copy of ``state`` that later changes to its tensors or containers cannot reach.
+
+    Containers are rebuilt (keeping their type and attributes, such as a state dict's
+    ``_metadata``), tensors copied to the CPU (a tensor that appears twice, like tied weights, is
+    copied once), everything else is shared: checkpoint states hold only immutable leaves.
+    """
+    copies: dict[int, torch.Tensor] = {}
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            if id(obj) not in copies:
+                copies[id(obj)] = obj.detach().clone() if obj.device.type == "cpu" else obj.detach().cpu()
+            return copies[id(obj)]
+        if isinstance(obj, dict):
+            out = type(obj)((key, walk(value)) for key, value in obj.items())
+            if getattr(obj, "__dict__", None):
+                out.__dict__.update(copy.deepcopy(obj.__dict__))
+            return out
+        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+            return type(obj)(*(walk(value) for value in obj))
+        if isinstance(obj, (list, tuple, set)):
+            return type(obj)(walk(value) for value in obj)
+        return obj
+
+    return walk(state)
+
+
+def tensor_bytes(state: Any) -> int:
+    """Bytes of the distinct tensors inside ``state``."""
+    seen: dict[int, int] = {}
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            seen[id(obj)] = obj.nelement() * obj.element_size()
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                walk(value)
+        elif isinstance(obj, (list, tuple, set)):
+            for value in obj:
+                walk(value)
+
+    walk(state)
+    return sum(seen.values())
+
+
+def _write(obj: Any, paths: Sequence[str | os.PathLike[str]], then: Callable[[], None] | None,
+           flush_early: bool = False) -> None:
+    pending = ckpt_file.begin(obj, paths, flush_early=flush_early)
+    if pending is not None:
+        _finish(pending, then)
+
+
+def _finish(pending: ckpt_file.PendingWrite, then: Callable[[], None] | None) -> None:
+    pending.finish()
+    if then is not None:
+        then()
