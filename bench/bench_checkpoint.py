@@ -143,12 +143,12 @@ def ms(seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-large", action="store_true", help="only the default model")
-    parser.add_argument("--repeats", type=int, default=0, help="repeats (default: 30 small, 5 large)")
+    parser.add_argument("--repeats", type=int, default=0, help="repeats (default: 100 small, 5 large)")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
-        rows += bench("default MLP", default_executor(), Path(tmp), args.repeats or 30)
+        rows += bench("default MLP", default_executor(), Path(tmp), args.repeats or 100)
         if not args.skip_large:
             rows += bench("Linear stack", large_executor(), Path(tmp), args.repeats or 5)
     header = ("model", "op", "ours", "bare torch", "ratio", "note")

@@ -42,6 +42,8 @@ FOOTER_SIZE = len(FOOTER_PREFIX) + 32  # two 64-bit sums in hex
 _EOCD = struct.Struct("<4s4H2LH")  # zip's end of central directory record, comment length last
 _BLOCK = 4096
 _FLUSH_EVERY_S = 0.05
+#: States with more tensor bytes than this are flushed to disk while ``torch.save`` writes them.
+FLUSH_EARLY_BYTES = 64 << 20
 _TORCH_CRC = threading.Lock()
 
 
@@ -60,16 +62,21 @@ def write(obj: Any, paths: Sequence[str | os.PathLike[str]]) -> None:
         pending.finish()
 
 
-def begin(obj: Any, paths: Sequence[str | os.PathLike[str]], *, flush_early: bool = True) -> PendingWrite | None:
+def begin(
+    obj: Any, paths: Sequence[str | os.PathLike[str]], *, flush_early: bool | None = None,
+) -> PendingWrite | None:
     """Serialise ``obj`` to a temp file beside the last path; :meth:`PendingWrite.finish` places it.
 
     After this returns, changes to ``obj``'s tensors no longer reach the file. ``flush_early``
     pushes the written part to disk while serialising, so a ``finish`` right after has little
-    left to sync (worth it when ``finish`` runs on this thread). ``None`` when ``paths`` is empty.
+    left to sync (``None``: when ``obj`` holds more than ``FLUSH_EARLY_BYTES`` of tensors; below
+    that, starting the helper thread costs more than it saves). ``None`` when ``paths`` is empty.
     """
     targets = [Path(p) for p in paths]
     if not targets:
         return None
+    if flush_early is None:
+        flush_early = tensor_bytes(obj) > FLUSH_EARLY_BYTES
     pending = PendingWrite(targets)
     with pending.reporting_failures():
         targets[-1].parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +148,32 @@ def verify(path: str | os.PathLike[str]) -> None:
         raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
     except OSError as exc:
         raise CheckpointError(f"checkpoint {path} cannot be read: {_reason(exc)}") from None
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the distinct tensors inside ``obj`` (nested in dicts, lists, tuples and sets)."""
+    seen: dict[int, int] = {}
+
+    def walk(item: Any) -> None:
+        if isinstance(item, torch.Tensor):
+            seen[id(item)] = item.nelement() * item.element_size()
+        elif isinstance(item, dict):
+            for value in item.values():
+                walk(value)
+        elif isinstance(item, (list, tuple, set)) and not is_flat(item):
+            for value in item:
+                walk(value)
+
+    walk(obj)
+    return sum(seen.values())
+
+
+_ATOMS = frozenset({int, float, bool, str, bytes, complex, type(None)})
+
+
+def is_flat(items: Any) -> bool:
+    """Whether a sequence holds only numbers, strings and ``None`` (a python RNG state: 625 ints)."""
+    return all(type(item) in _ATOMS for item in items)
 
 
 def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:

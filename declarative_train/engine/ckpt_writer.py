@@ -3,9 +3,9 @@
 On a small model a checkpoint's serialisation and fsyncs take far longer than copying its tensors.
 A background write therefore takes a snapshot on the loop thread (the state's containers rebuilt,
 its tensors copied to CPU memory) and leaves ``torch.save``, sealing, fsync and the rename into
-place to a writer thread. A state larger than ``snapshot_limit_bytes`` is not copied: the loop
-thread serialises it into the temp file (which fixes the content without a second copy in memory)
-and only the rest runs on the writer thread. Every guarantee of ``ckpt_file`` stays: a file
+place to a writer thread. A state too large to copy (by default, more than a quarter of the
+available memory) is not copied: the loop thread serialises it into the temp file, which fixes
+the content without a second copy in memory, and only the rest runs on the writer thread. Every guarantee of ``ckpt_file`` stays: a file
 appears complete and synced, or not at all.
 """
 
@@ -25,8 +25,8 @@ from declarative_train.engine import ckpt_file
 
 log = logging.getLogger(__name__)
 
-#: States up to this many bytes of tensors are copied in memory for a background write.
-DEFAULT_SNAPSHOT_LIMIT_BYTES = 1 << 30
+#: Where the platform does not say how much memory is available: the snapshot limit.
+FALLBACK_SNAPSHOT_LIMIT_BYTES = 1 << 30
 
 
 class CheckpointWriter:
@@ -38,10 +38,11 @@ class CheckpointWriter:
     a process that ends normally finishes the write before it exits.
 
     Args:
-        snapshot_limit_bytes: largest state (bytes of tensors) a background write copies in memory.
+        snapshot_limit_bytes: largest state (bytes of tensors) a background write copies in
+            memory; ``None``: a quarter of the memory available at the time of the save.
     """
 
-    def __init__(self, snapshot_limit_bytes: int = DEFAULT_SNAPSHOT_LIMIT_BYTES) -> None:
+    def __init__(self, snapshot_limit_bytes: int | None = None) -> None:
         self.snapshot_limit_bytes = snapshot_limit_bytes
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
@@ -68,9 +69,10 @@ class CheckpointWriter:
         if not paths:
             return
         if not background:
-            _write(obj, paths, then, flush_early=True)
+            _write(obj, paths, then)
             return
-        if tensor_bytes(obj) <= self.snapshot_limit_bytes:
+        limit = self.snapshot_limit_bytes if self.snapshot_limit_bytes is not None else available_memory() // 4
+        if ckpt_file.tensor_bytes(obj) <= limit:
             job = functools.partial(_write, snapshot(obj), paths, then)
         else:
             pending = ckpt_file.begin(obj, paths, flush_early=False)
@@ -125,33 +127,31 @@ def snapshot(state: Any) -> Any:
         if isinstance(obj, tuple) and hasattr(obj, "_fields"):
             return type(obj)(*(walk(value) for value in obj))
         if isinstance(obj, (list, tuple, set)):
+            if ckpt_file.is_flat(obj):
+                return obj if type(obj) is tuple else type(obj)(obj)
             return type(obj)(walk(value) for value in obj)
         return obj
 
     return walk(state)
 
 
-def tensor_bytes(state: Any) -> int:
-    """Bytes of the distinct tensors inside ``state``."""
-    seen: dict[int, int] = {}
-
-    def walk(obj: Any) -> None:
-        if isinstance(obj, torch.Tensor):
-            seen[id(obj)] = obj.nelement() * obj.element_size()
-        elif isinstance(obj, dict):
-            for value in obj.values():
-                walk(value)
-        elif isinstance(obj, (list, tuple, set)):
-            for value in obj:
-                walk(value)
-
-    walk(state)
-    return sum(seen.values())
+def available_memory() -> int:
+    """Bytes of memory available to new allocations without swapping (Linux's ``MemAvailable``)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return FALLBACK_SNAPSHOT_LIMIT_BYTES * 4
 
 
-def _write(obj: Any, paths: Sequence[str | os.PathLike[str]], then: Callable[[], None] | None,
-           flush_early: bool = False) -> None:
-    pending = ckpt_file.begin(obj, paths, flush_early=flush_early)
+def _write(obj: Any, paths: Sequence[str | os.PathLike[str]], then: Callable[[], None] | None) -> None:
+    pending = ckpt_file.begin(obj, paths)
     if pending is not None:
         _finish(pending, then)
 

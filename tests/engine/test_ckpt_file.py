@@ -151,3 +151,19 @@ def test_stale_temp_files_are_found(tmp_path: Path) -> None:
     (tmp_path / ".last.ckpt.0123456789ab.tmp").write_bytes(b"partial")
     (tmp_path / ".hidden").write_bytes(b"")
     assert [p.name for p in ckpt_file.stale_temp_files(tmp_path)] == [".last.ckpt.0123456789ab.tmp"]
+
+
+def test_large_states_are_flushed_while_they_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flushed: list[Path] = []
+    real = ckpt_file._flushing_in_background
+
+    def recording(path: Path):  # type: ignore[no-untyped-def]
+        flushed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(ckpt_file, "_flushing_in_background", recording)
+    ckpt_file.write(_state(), [tmp_path / "small.ckpt"])
+    assert flushed == []
+    monkeypatch.setattr(ckpt_file, "FLUSH_EARLY_BYTES", 1000)  # _state() holds 8 kB of tensors
+    ckpt_file.write(_state(), [tmp_path / "large.ckpt"])
+    assert len(flushed) == 1 and torch.equal(ckpt_file.read(tmp_path / "large.ckpt")["w"], _state()["w"])

@@ -11,12 +11,12 @@ import torch
 from declarative_train import Executor
 from declarative_train.callbacks import ModelCheckpoint
 from declarative_train.engine import ckpt_file
-from declarative_train.engine.ckpt_file import CheckpointError
-from declarative_train.engine.ckpt_writer import CheckpointWriter, snapshot, tensor_bytes
+from declarative_train.engine.ckpt_file import CheckpointError, tensor_bytes
+from declarative_train.engine.ckpt_writer import CheckpointWriter, available_memory, snapshot
 
 
-@pytest.mark.parametrize("limit", [1 << 30, 0], ids=["copied in memory", "serialised on the caller"])
-def test_the_content_is_the_state_at_the_call(tmp_path: Path, limit: int) -> None:
+@pytest.mark.parametrize("limit", [None, 0], ids=["copied in memory", "serialised on the caller"])
+def test_the_content_is_the_state_at_the_call(tmp_path: Path, limit: int | None) -> None:
     writer = CheckpointWriter(snapshot_limit_bytes=limit)
     weights = torch.zeros(1000)
     table = {"a": 1}
@@ -41,6 +41,10 @@ def test_a_snapshot_keeps_shared_tensors_shared_and_state_dict_metadata() -> Non
     assert copied["state_dict"]._metadata == state._metadata  # type: ignore[attr-defined]
     assert copied["steps"] == [1, (2, 3)]
     assert tensor_bytes(state) == sum(t.nelement() * t.element_size() for k, t in state.items() if k != "tied")
+
+
+def test_available_memory_is_plausible() -> None:
+    assert 0 < available_memory() < 1 << 50
 
 
 def test_then_runs_after_the_files_are_in_place(tmp_path: Path) -> None:
