@@ -196,7 +196,7 @@ class Executor:
         next save or flush). Raises instead if a training loss since the last check was not finite.
         """
         if self._set_up:
-            self._loss_guard.check()
+            self._loss_guard.check(self)
         checkpointing.save(self, paths, background=background, then=then, on_failure=on_failure)
         if not background:
             self.distribution.barrier()  # other ranks may read these files next

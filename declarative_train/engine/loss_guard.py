@@ -7,6 +7,10 @@ written, it checks all losses since its last check at once: one stacked ``isfini
 sync. So the error names the first bad batch and its optimizer step, and no checkpoint is ever
 written after a non-finite loss: the last one on disk is good.
 
+Under DDP every rank checks at the same points and the ranks agree by one all-reduce of their
+counts of bad losses: a rank whose own losses were finite stops too, instead of waiting in the next
+collective for a peer that has stopped (until the collective's timeout).
+
 Under a GradScaler (``16-mixed``) a non-finite loss is routine: the scaler skips that optimizer
 step and lowers its scale. The guard then only reports the skipped steps.
 """
@@ -45,13 +49,16 @@ class LossGuard:
         self._pending.append((loss, state.global_step + 1, state.epoch, state.batch_idx))
 
     def check(self, executor: Any = None) -> None:
-        """Raise :class:`NonFiniteLossError` if a loss since the last check was not finite."""
+        """Raise :class:`NonFiniteLossError` if a loss since the last check was not finite (on any rank)."""
         pending, self._pending = self._pending, []
-        if not pending:
-            return
-        values = torch.stack([loss.float().reshape(()) for loss, *_ in pending])
-        finite = torch.isfinite(values).tolist()  # host sync: on checks only, never per step
-        bad = [entry for entry, ok in zip(pending, finite) if not ok]
+        bad = _non_finite(pending)
+        distribution = getattr(executor, "distribution", None)
+        if distribution is not None and distribution.world_size > 1 and not self.scaler_skips_steps:
+            count = torch.tensor(len(bad), device=executor.accelerator.device)
+            if int(distribution.reduce_sum(count)) and not bad:
+                state = executor.state
+                raise NonFiniteLossError(f"non-finite training loss on another rank by step {state.global_step} "
+                                         f"(epoch {state.epoch}); training stopped on every rank")
         if not bad:
             return
         if self.scaler_skips_steps:
@@ -61,3 +68,11 @@ class LossGuard:
         loss, step, epoch, batch = bad[0]
         raise NonFiniteLossError(f"non-finite training loss ({float(loss)}) at step {step} (epoch {epoch}, "
                                  f"batch {batch}); training stopped and no checkpoint was written after it")
+
+
+def _non_finite(pending: list[tuple[torch.Tensor, int, int, int]]) -> list[tuple[torch.Tensor, int, int, int]]:
+    if not pending:
+        return []
+    values = torch.stack([loss.float().reshape(()) for loss, *_ in pending])
+    finite = torch.isfinite(values).tolist()  # host sync: on checks only, never per step
+    return [entry for entry, ok in zip(pending, finite) if not ok]

@@ -97,8 +97,33 @@ def unused_parameters(distribution: Distribution, batch: int) -> dict[str, Any]:
     return _weights(ex)
 
 
+class NaNOnRankOne(Classification):
+    """Rank 1's loss is NaN on the second batch, which ends a logging step; rank 0's stays finite."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = super().training_step(batch, batch_idx)
+        if batch_idx == 1 and torch.distributed.is_initialized() and torch.distributed.get_rank() == 1:
+            loss = loss * float("nan")
+        return loss
+
+
+def nan_on_one_rank(distribution: Distribution, batch: int) -> dict[str, Any]:
+    """Both ranks stop at once, though only rank 1 saw a non-finite loss (the error, and how long it took)."""
+    torch.manual_seed(6)
+    ex = Executor(task=NaNOnRankOne(MLP(64, [32], 10), nn.CrossEntropyLoss()), data=Digits(batch_size=batch),
+                  optimizer=partial(torch.optim.SGD, lr=0.1), distribution=distribution, seed=3, max_epochs=1,
+                  limit_train_batches=6, limit_val_batches=0, log_every_n_steps=2)
+    started = time.perf_counter()
+    try:
+        ex.fit()
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - started,
+                "step": ex.state.global_step}
+    return {"error": None, "seconds": time.perf_counter() - started, "step": ex.state.global_step}
+
+
 SCENARIOS = {"evaluate": evaluate, "sync_batchnorm": sync_batchnorm, "accumulate": accumulate,
-             "unused_parameters": unused_parameters}
+             "unused_parameters": unused_parameters, "nan_on_one_rank": nan_on_one_rank}
 
 
 def run_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:

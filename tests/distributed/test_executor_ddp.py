@@ -82,3 +82,11 @@ def test_find_unused_parameters_lets_a_partly_used_model_train(ranks: list[dict[
     single = _single("unused_parameters")
     for rank in ranks:
         _assert_close(rank["unused_parameters"], single)
+
+
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_check(ranks: list[dict[str, Any]]) -> None:
+    bad, other = ranks[1]["nan_on_one_rank"], ranks[0]["nan_on_one_rank"]
+    assert bad["error"].startswith("NonFiniteLossError: non-finite training loss (nan) at step 2")
+    assert other["error"].startswith("NonFiniteLossError: non-finite training loss on another rank by step 2")
+    assert bad["step"] == other["step"] == 2
+    assert other["seconds"] < 30  # not a collective's timeout
