@@ -43,9 +43,10 @@ class ModelCheckpoint(Callback):
         train_time_interval: also save after a step once this many seconds have passed since the
             last save (``None``: off).
         filename: name of top-k files, formatted with ``epoch`` and ``step``.
-        write_in_background: serialise on the training loop but seal, fsync and rename on a
-            background thread, so training does not wait for the disk (files replaced by a newer
-            top-k file are deleted once that one is in place). ``write_last`` always waits.
+        write_in_background: take a snapshot of the state on the training loop and write it on
+            a background thread, so training does not wait for the disk (see
+            :mod:`declarative_train.engine.ckpt_writer`); a file that leaves the top k is deleted
+            once its replacement is in place. ``write_last`` always waits.
     """
 
     runs_in_fast_dev_run = False

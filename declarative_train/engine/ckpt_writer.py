@@ -5,8 +5,8 @@ A background write therefore takes a snapshot on the loop thread (the state's co
 its tensors copied to CPU memory) and leaves ``torch.save``, sealing, fsync and the rename into
 place to a writer thread. A state too large to copy (by default, more than a quarter of the
 available memory) is not copied: the loop thread serialises it into the temp file, which fixes
-the content without a second copy in memory, and only the rest runs on the writer thread. Every guarantee of ``ckpt_file`` stays: a file
-appears complete and synced, or not at all.
+the content without a second copy in memory, and only the rest runs on the writer thread.
+Every guarantee of ``ckpt_file`` stays: a file appears complete and synced, or not at all.
 """
 
 from __future__ import annotations

@@ -65,11 +65,12 @@ def _failing_targets(tmp_path: Path) -> list[Path]:
 def test_a_failed_background_write_is_raised_at_the_next_write_and_keeps_old_files(tmp_path: Path) -> None:
     writer = CheckpointWriter()
     writer.write({"v": 1}, [tmp_path / "last.ckpt"])
-    called: list[int] = []
-    writer.write({"v": 2}, _failing_targets(tmp_path), background=True, then=lambda: called.append(1))
+    called: list[str] = []
+    writer.write({"v": 2}, _failing_targets(tmp_path), background=True, then=lambda: called.append("then"),
+                 on_failure=lambda: called.append("on_failure"))
     with pytest.raises(CheckpointError, match="cannot write checkpoint .*best.ckpt.*unchanged"):
         writer.write({"v": 3}, [tmp_path / "last.ckpt"], background=True)
-    assert called == []
+    assert called == ["on_failure"]
     assert ckpt_file.read(tmp_path / "last.ckpt") == {"v": 1}
     assert ckpt_file.stale_temp_files(tmp_path) == []
     writer.wait()  # the error was handed over once
