@@ -34,8 +34,9 @@ class CheckpointWriter:
 
     At most one write is in flight: the next :meth:`write` and :meth:`wait` wait for it first and
     raise its error (a :class:`~declarative_train.engine.ckpt_file.CheckpointError`) there. The
-    thread is started once and kept (starting one per save costs more than a small model's save);
-    a process that ends normally finishes the write before it exits.
+    thread is started at the first background write and kept until :meth:`close` (starting one
+    per save costs more than a small model's save); a process that ends normally finishes the
+    write before it exits.
 
     Args:
         snapshot_limit_bytes: largest state (bytes of tensors) a background write copies in
@@ -103,6 +104,15 @@ class CheckpointWriter:
             self.wait()
         except Exception as exc:
             log.error("%s", exc)
+
+    def close(self, *, quietly: bool = False) -> None:
+        """:meth:`wait` (or :meth:`wait_quietly`), then stop the writer thread (a later write starts another)."""
+        try:
+            self.wait_quietly() if quietly else self.wait()
+        finally:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.shutdown(wait=True)
 
 
 def snapshot(state: Any) -> Any:

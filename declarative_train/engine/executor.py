@@ -135,7 +135,7 @@ class Executor:
             self.flush_checkpoints()
         except BaseException:
             self.events.fire(Event.EXCEPTION, self)
-            self.checkpoint_writer.wait_quietly()  # the last good checkpoint lands; this error wins
+            self.checkpoint_writer.close(quietly=True)  # the last good checkpoint lands; this error wins
             raise
 
     def validate(self, ckpt_path: str | None = None) -> dict[str, float]:
@@ -202,8 +202,11 @@ class Executor:
             self.distribution.barrier()  # other ranks may read these files next
 
     def flush_checkpoints(self) -> None:
-        """Wait until every checkpoint write is in place, on every rank; raise a failed write's error."""
-        self.checkpoint_writer.wait()
+        """Wait until every checkpoint write is in place, on every rank; raise a failed write's error.
+
+        Also stops the writer thread (the next background save starts another).
+        """
+        self.checkpoint_writer.close()
         self.distribution.barrier()  # other ranks read rank zero's files next (test on the best one)
 
     def load_checkpoint(self, path: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def test_fit_ends_with_every_file_in_place(make_executor: Callable[..., Executor
     ex = make_executor(callbacks={"model_checkpoint": saver}, max_epochs=1, limit_train_batches=5)
     ex.fit()
     assert not ex.checkpoint_writer.busy
+    assert not [t for t in threading.enumerate() if t.name.startswith("checkpoint-writer")]  # stopped at the end
     # Files that left the top 2 were deleted only after their replacement was in place.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch=0-step=4.ckpt", "epoch=0-step=5.ckpt", "last.ckpt"]
     assert ckpt_file.read(tmp_path / "last.ckpt")["loop"]["global_step"] == 5
