@@ -90,13 +90,15 @@ class CheckpointWriter:
 
     def wait(self) -> None:
         """Wait for the write in flight; raise its error if it failed."""
-        pending, self._pending = self._pending, None
-        on_failure, self._on_failure = self._on_failure, None
-        if pending is None or pending.exception() is None:
+        pending, on_failure = self._pending, self._on_failure
+        if pending is None:
             return
-        if on_failure is not None:
-            on_failure()
-        pending.result()
+        failed = pending.exception() is not None  # waits; a signal here leaves the write pending
+        self._pending = self._on_failure = None
+        if failed:
+            if on_failure is not None:
+                on_failure()
+            pending.result()
 
     def wait_quietly(self) -> None:
         """:meth:`wait`, logging a failed write instead of raising (another error is on its way)."""
