@@ -70,11 +70,12 @@ class CheckpointWriter:
         if not paths:
             return
         if not background:
-            _write(obj, paths, then)
+            _write(obj, paths, then, flush_early=None)
             return
         limit = self.snapshot_limit_bytes if self.snapshot_limit_bytes is not None else available_memory() // 4
         if ckpt_file.tensor_bytes(obj) <= limit:
-            job = functools.partial(_write, snapshot(obj), paths, then)
+            # No early flushing: on the writer thread nobody waits for the final fsync.
+            job = functools.partial(_write, snapshot(obj), paths, then, flush_early=False)
         else:
             pending = ckpt_file.begin(obj, paths, flush_early=False)
             assert pending is not None
@@ -162,8 +163,9 @@ def available_memory() -> int:
         return FALLBACK_SNAPSHOT_LIMIT_BYTES * 4
 
 
-def _write(obj: Any, paths: Sequence[str | os.PathLike[str]], then: Callable[[], None] | None) -> None:
-    pending = ckpt_file.begin(obj, paths)
+def _write(obj: Any, paths: Sequence[str | os.PathLike[str]], then: Callable[[], None] | None, *,
+           flush_early: bool | None) -> None:
+    pending = ckpt_file.begin(obj, paths, flush_early=flush_early)
     if pending is not None:
         _finish(pending, then)
 
