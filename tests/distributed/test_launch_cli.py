@@ -50,15 +50,21 @@ def _worker_pid(run_dir: Path, rank: int) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _kill_rank_1_after_the_first_checkpoint(tmp_path: Path) -> Path:
+    """SIGKILL worker rank 1 of the run under ``tmp_path`` once ``last.ckpt`` exists; return the run folder."""
+    wait_for(lambda: len(list((tmp_path / "outputs" / "runs").glob("*/checkpoints/last.ckpt"))) == 1,
+             120, "the first checkpoint")
+    run_dir = only_run_dir(tmp_path)
+    pid = _worker_pid(run_dir, 1)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    return run_dir
+
+
 def test_killing_a_worker_ends_the_run_with_exit_1_naming_the_rank(tmp_path: Path) -> None:
     proc = start([*MODULE, *DDP, "trainer.max_epochs=1000", "logger=none", "data.num_workers=2"], tmp_path)
     try:
-        wait_for(lambda: len(list((tmp_path / "outputs" / "runs").glob("*/checkpoints/last.ckpt"))) == 1,
-                 120, "the first checkpoint")
-        run_dir = only_run_dir(tmp_path)
-        pid = _worker_pid(run_dir, 1)
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
+        run_dir = _kill_rank_1_after_the_first_checkpoint(tmp_path)
         killed = time.monotonic()
         rc, _, err = finish(proc, timeout=60)
     finally:
@@ -74,12 +80,7 @@ def test_killing_a_worker_ends_the_run_with_exit_1_naming_the_rank(tmp_path: Pat
 def test_elastic_restart_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     proc = start([*MODULE, *DDP, "accelerator.max_restarts=1", "trainer.max_epochs=30", "logger=none"], tmp_path)
     try:
-        wait_for(lambda: len(list((tmp_path / "outputs" / "runs").glob("*/checkpoints/last.ckpt"))) == 1,
-                 120, "the first checkpoint")
-        run_dir = only_run_dir(tmp_path)
-        pid = _worker_pid(run_dir, 1)
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
+        run_dir = _kill_rank_1_after_the_first_checkpoint(tmp_path)
         rc, _, err = finish(proc, timeout=180)
     finally:
         if proc.poll() is None:
