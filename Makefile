@@ -34,8 +34,9 @@ test-xla:
 test-all: test test-ddp test-slow test-xla
 
 lint: install
-	$(VENV)/bin/ruff check declarative_train tests bench
+	$(VENV)/bin/ruff check declarative_train tests bench examples
 	$(VENV)/bin/mypy declarative_train
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(PY) bench/bench_executor.py

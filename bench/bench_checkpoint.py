@@ -10,7 +10,7 @@ state, it times:
   ``torch.save`` of the same dict to a new file (no fsync);
 * save, durable: the same save waited for to the end (``Executor.save_checkpoint`` without
   ``background``, as ``write_last`` and users calling it get) vs ``torch.save`` + fsync;
-* load: ``checkpointing.read`` (verify every byte's CRC, load with ``weights_only=True`` mapped
+* load: ``checkpoint.read`` (verify every byte's CRC, load with ``weights_only=True`` mapped
   from the file) vs ``torch.load(weights_only=True)``;
 * restore: ``Executor.load_checkpoint`` (read + checks + model, optimizer, RNG, loop state) vs
   ``torch.load`` + ``model.load_state_dict`` + ``optimizer.load_state_dict``;
@@ -35,10 +35,14 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from declarative_train import Classification, Executor, Regression  # noqa: E402
+from declarative_train import (  # noqa: E402
+    Classification,
+    Executor,
+    Regression,
+    checkpoint,  # noqa: E402
+)
 from declarative_train.data import Digits  # noqa: E402
 from declarative_train.data.module import DataModule  # noqa: E402
-from declarative_train.engine import checkpointing  # noqa: E402
 from declarative_train.models import MLP  # noqa: E402
 
 
@@ -93,7 +97,7 @@ def bench(name: str, ex: Executor, folder: Path, repeats: int) -> list[tuple[str
         ex.save_checkpoint(str(ours))
 
     def save_bare() -> None:
-        torch.save(checkpointing.collect(ex), bare)
+        torch.save(ex.training_state.collect(), bare)
 
     def save_bare_fsync() -> None:
         save_bare()
@@ -114,7 +118,7 @@ def bench(name: str, ex: Executor, folder: Path, repeats: int) -> list[tuple[str
             samples[key].append(timed(fn))
         ex.checkpoint_writer.wait()
         save_bare()
-        samples["load"].append(timed(lambda: checkpointing.read(str(ours))))
+        samples["load"].append(timed(lambda: checkpoint.read(str(ours))))
         samples["load_bare"].append(timed(lambda: torch.load(bare, map_location="cpu", weights_only=True)))
         samples["restore"].append(timed(lambda: ex.load_checkpoint(str(ours))))
         samples["restore_bare"].append(timed(restore_bare))

@@ -34,7 +34,7 @@ from omegaconf import open_dict  # noqa: E402
 
 from declarative_train.cli import _register, config_dir  # noqa: E402
 from declarative_train.config.validate import validate_config  # noqa: E402
-from declarative_train.loggers.hparams import overrides_to_hparams  # noqa: E402
+from declarative_train.jobs.hparams import overrides_to_hparams  # noqa: E402
 from declarative_train.sweep.job import prepare_job  # noqa: E402
 from declarative_train.sweep.naming import job_overrides, run_name  # noqa: E402
 from declarative_train.sweep.summary import summarize  # noqa: E402

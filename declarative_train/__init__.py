@@ -4,12 +4,11 @@ The executor and tasks work without Hydra; ``declarative_train.metrics`` works f
 loop. The ``dtrain`` command composes configs from ``conf/`` and runs them.
 """
 
-from declarative_train.engine import Event, Executor
+from declarative_train._version import __version__
+from declarative_train.engine import Event, Executor, TrainerSettings, TrainingContext
 from declarative_train.engine.scheduling import SchedulerSpec
 from declarative_train.precision import Precision
 from declarative_train.tasks import Classification, Regression, StepOutput, Task, auto_move_data
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
@@ -20,6 +19,7 @@ def __getattr__(name: str) -> object:
         return importlib.import_module("declarative_train.metrics")
     raise AttributeError(f"module 'declarative_train' has no attribute {name!r}")
 
+
 __all__ = [
     "Classification",
     "Event",
@@ -29,6 +29,8 @@ __all__ = [
     "SchedulerSpec",
     "StepOutput",
     "Task",
+    "TrainerSettings",
+    "TrainingContext",
     "__version__",
     "auto_move_data",
     "metrics",

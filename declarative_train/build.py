@@ -15,12 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.accelerators import Accelerator, accelerator_class, resolve_accelerator_name
 from declarative_train.accelerators.cuda import parse_cuda_devices
-from declarative_train.config.schema import TrainerConfig
 from declarative_train.config.targets import SCHEDULER_KEYS
-from declarative_train.distributed import Distribution
+from declarative_train.distributed import DDPDistribution, Distribution, SingleProcess
 from declarative_train.distributed.env import detect
-from declarative_train.distributed.launch import build_distribution
-from declarative_train.engine.executor import Executor
+from declarative_train.engine import Executor, TrainerSettings
 from declarative_train.engine.scheduling import SchedulerSpec
 from declarative_train.precision import Precision
 from declarative_train.tasks import Task
@@ -42,7 +40,7 @@ class Components:
     accelerator: Accelerator
     distribution: Distribution
     precision: Precision
-    settings: TrainerConfig
+    settings: TrainerSettings
     seed: int
 
     def executor(self) -> Executor:
@@ -87,6 +85,26 @@ def build_accelerator(cfg: DictConfig) -> Accelerator:
     return cls()  # type: ignore[call-arg]
 
 
+def build_distribution(cfg: DictConfig) -> Distribution:
+    """The distribution of this process: DDP when it is one rank of several, else one process."""
+    process = detect()
+    if process is None or process.world_size < 2:
+        return SingleProcess()
+    acc = cfg.accelerator
+    return DDPDistribution(
+        process, backend=acc.backend, timeout_s=acc.timeout_s,
+        find_unused_parameters=acc.find_unused_parameters, sync_batchnorm=acc.sync_batchnorm,
+        seed=cfg.seed,
+    )
+
+
+def build_settings(node: Any) -> TrainerSettings:
+    """The engine's settings from the (validated) ``trainer`` node."""
+    values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else attrs.asdict(node)
+    assert isinstance(values, dict)
+    return TrainerSettings(**{str(key): value for key, value in values.items()})
+
+
 def build_scheduler(node: Any) -> SchedulerSpec | None:
     """A :class:`SchedulerSpec` from the scheduler node (``None`` when empty)."""
     if not node:
@@ -100,8 +118,6 @@ def build_scheduler(node: Any) -> SchedulerSpec | None:
 def build(cfg: DictConfig) -> Components:
     """Instantiate every component of ``cfg`` (already validated)."""
     accelerator = build_accelerator(cfg)
-    settings = OmegaConf.to_object(cfg.trainer) if OmegaConf.is_config(cfg.trainer) else cfg.trainer
-    assert isinstance(settings, TrainerConfig)
     return Components(
         task=_make(cfg.model),
         data=_make(cfg.data),
@@ -113,7 +129,7 @@ def build(cfg: DictConfig) -> Components:
         accelerator=accelerator,
         distribution=build_distribution(cfg),
         precision=Precision(cfg.precision.mode, accelerator.autocast_device_type),
-        settings=settings,
+        settings=build_settings(cfg.trainer),
         seed=cfg.seed if cfg.seed is not None else 0,
     )
 

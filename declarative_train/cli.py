@@ -1,35 +1,71 @@
-"""Entry points ``dtrain`` and ``dtrain-eval``: compose -> validate -> run, with exit codes.
+"""Entry points ``dtrain``, ``dtrain-eval`` and ``dtrain-summary``: compose -> validate -> run.
 
-Exit codes: 0 success; 2 invalid configuration or command line (one message, every problem with
-its key path, no traceback unless ``HYDRA_FULL_ERROR=1``); 1 a failure during the run; 75 stopped
-by SIGTERM/SIGUSR1 after saving ``last.ckpt`` (requeue and resume); 130 the same for SIGINT;
-128 + N a second signal N (no save).
+This module alone turns errors into exit codes (:func:`exit_code`): 0 success; 2 invalid
+configuration or command line (one message, every problem with its key path, no traceback
+unless ``HYDRA_FULL_ERROR=1``); 1 a failure during the run; 75 stopped by SIGTERM/SIGUSR1 after
+saving ``last.ckpt`` (requeue and resume); 130 the same for SIGINT; 128 + N a second signal N
+(no save).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import re
 import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from declarative_train.config.issues import ConfigError
+from declarative_train.config.overrides import normalize_overrides
 from declarative_train.config.store import register_schemas
+from declarative_train.errors import (
+    REQUEUE_SIGNALS,
+    Abort,
+    CheckpointError,
+    ConfigError,
+    Interrupted,
+    Preempted,
+    RunFailed,
+)
+from declarative_train.launch import external
 from declarative_train.sweep import SweepSummary, close_sweep
 from declarative_train.sweep.naming import job_overrides, run_name
+from declarative_train.sweep.summary import summarize
 
 EXIT_RUN_FAILED = 1
 EXIT_BAD_CONFIG = 2
+#: A run stopped by SIGTERM/SIGUSR1 after saving ``last.ckpt`` (``EX_TEMPFAIL``: try again).
+EXIT_PREEMPTED = 75
 EXIT_INTERRUPTED = 130
 _RUN_TOKEN = secrets.token_hex(3)  # one per launching process: two runs never share a folder
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status for an error that ends a command."""
+    if isinstance(error, Abort):
+        return exit_code(error.error)
+    if isinstance(error, ConfigError):
+        return EXIT_BAD_CONFIG
+    if isinstance(error, Preempted):
+        return EXIT_PREEMPTED if error.signum in REQUEUE_SIGNALS else 128 + error.signum
+    if isinstance(error, Interrupted):
+        return 128 + error.signum
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_RUN_FAILED
+
+
+def _exit_with(error: BaseException, prefix: str = "error: ") -> NoReturn:
+    """Print ``error`` the way users read it and exit with its code."""
+    inner = error.error if isinstance(error, Abort) else error
+    print(inner.format() if isinstance(inner, ConfigError) else f"{prefix}{inner}", file=sys.stderr)
+    sys.exit(exit_code(error))
 
 
 def config_dir() -> str:
@@ -39,33 +75,6 @@ def config_dir() -> str:
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise FileNotFoundError(f"declarative_train's conf/ folder is missing (looked next to {package_dir})")
-
-
-#: Groups whose choice names are numbers (``precision=32``): Hydra would read those as ints.
-NUMERIC_CHOICE_GROUPS = ("precision",)
-#: Keys whose values are file paths, which may hold '=' (``epoch=3-step=80.ckpt``) or commas.
-PATH_KEYS = ("ckpt_path", "resume_dir", "hydra.run.dir", "hydra.sweep.dir")
-_NUMERIC_CHOICE = re.compile(r"^(?P<key>[+~]?(?:{}))=(?P<value>[0-9][0-9,]*(?:,[^,]+)*)$".format("|".join(NUMERIC_CHOICE_GROUPS)))
-_PATH_VALUE = re.compile(r"^(?P<key>[+]{{0,2}}(?:{}))=(?P<value>[^'\"].*)$".format("|".join(re.escape(k) for k in PATH_KEYS)))
-
-
-def normalize_overrides(args: list[str]) -> list[str]:
-    """Quote what Hydra's override grammar would misread.
-
-    ``precision=32`` -> ``precision='32'`` (a choice name, not an int) and
-    ``ckpt_path=ckpts/epoch=3-step=80.ckpt`` -> ``ckpt_path='ckpts/epoch=3-step=80.ckpt'``.
-    """
-    out = []
-    for arg in args:
-        choice = _NUMERIC_CHOICE.match(arg)
-        path = _PATH_VALUE.match(arg)
-        if choice:
-            items = [f"'{v}'" if v.isdigit() else v for v in choice["value"].split(",")]
-            arg = f"{choice['key']}={','.join(items)}"
-        elif path and path["value"] not in ("null", ""):
-            arg = f"{path['key']}='{path['value']}'"
-        out.append(arg)
-    return out
 
 
 def _register() -> None:
@@ -89,9 +98,8 @@ def _is_multirun() -> bool:
 def _train_job(cfg: DictConfig) -> Any:
     from declarative_train.build import build, describe
     from declarative_train.config.validate import validate_config
-    from declarative_train.distributed.launch import launch_job
-    from declarative_train.engine.preemption import Interrupted, Preempted
-    from declarative_train.run import RunFailed, objective
+    from declarative_train.jobs.train import objective
+    from declarative_train.launch.dispatch import launch_job
     from declarative_train.sweep.job import prepare_job, record_outcome
 
     _register()  # joblib and submitit run jobs in fresh processes: resolvers are per process
@@ -102,8 +110,7 @@ def _train_job(cfg: DictConfig) -> Any:
         if multirun:
             record_outcome(cfg, "failed", "invalid configuration: " + "; ".join(map(str, exc.issues)))
             raise  # the sweep records this job as failed and goes on
-        print(exc.format(), file=sys.stderr)
-        sys.exit(EXIT_BAD_CONFIG)
+        _exit_with(exc)
     if cfg.dry_run:
         print(describe(build(cfg)))
         return None
@@ -117,13 +124,21 @@ def _train_job(cfg: DictConfig) -> Any:
         if multirun:
             raise
         print(f"error: {exc} (details in {cfg.paths.output_dir}/train.log)", file=sys.stderr)
-        sys.exit(EXIT_RUN_FAILED)
+        sys.exit(exit_code(exc))
     except (Preempted, Interrupted) as exc:
         if multirun:  # stop the whole sweep, as Ctrl-C does; this job resumes with sweep.resume=true
             raise KeyboardInterrupt(str(exc)) from exc
-        print(f"stopped: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _exit_with(exc, prefix="stopped: ")
     return objective(cfg, results)
+
+
+def _eval_job(cfg: DictConfig) -> Any:
+    from declarative_train.jobs.evaluate import eval_job
+
+    try:
+        return eval_job(cfg)
+    except (ConfigError, CheckpointError) as exc:
+        _exit_with(exc)
 
 
 def _main(config_name: str, job: Callable[[DictConfig], Any]) -> None:
@@ -142,6 +157,9 @@ def _main(config_name: str, job: Callable[[DictConfig], Any]) -> None:
 
     try:
         hydra_entry()
+    except Abort as exc:
+        close_sweep(stopped=True)
+        _exit_with(exc)
     except KeyboardInterrupt:
         stopped = close_sweep(stopped=True)
         if stopped is None:
@@ -172,7 +190,7 @@ def _report_unsuccessful(summary: SweepSummary | None) -> bool:
     return bool(bad)
 
 
-def _report_bad_command_line(config_name: str, exc: Exception) -> None:
+def _report_bad_command_line(config_name: str, exc: Exception) -> NoReturn:
     from hydra._internal.utils import get_args_parser
 
     from declarative_train.config.diagnose import diagnose
@@ -184,22 +202,41 @@ def _report_bad_command_line(config_name: str, exc: Exception) -> None:
     except Exception:  # the diagnosis itself must never hide Hydra's own message
         issues = []
     if issues:
-        print(ConfigError(issues).format(), file=sys.stderr)
-    else:
-        print(f"Invalid command line or configuration: {exc}", file=sys.stderr)
+        _exit_with(ConfigError(issues))
+    print(f"Invalid command line or configuration: {exc}", file=sys.stderr)
     sys.exit(EXIT_BAD_CONFIG)
 
 
 def train_main() -> None:
     """``dtrain``: fit, then test the best checkpoint."""
-    from declarative_train.distributed.external import rank_roles
-
-    with rank_roles():  # under torchrun/SLURM, ranks other than 0 follow rank 0's jobs
+    follower = external.follower()
+    if follower is not None:  # under torchrun/SLURM, ranks other than 0 follow rank 0's jobs
+        sys.exit(external.follow(follower))
+    with external.leading():
         _main("train", _train_job)
 
 
 def eval_main() -> None:
     """``dtrain-eval ckpt_path=PATH``: evaluate a checkpoint."""
-    from declarative_train.evaluate import eval_job
+    _main("eval", _eval_job)
 
-    _main("eval", eval_job)
+
+def summary_main(argv: list[str] | None = None) -> None:
+    """``dtrain-summary SWEEP_DIR``: write ``summary.csv``/``summary.md`` of a sweep folder and print it.
+
+    Works while the sweep runs and after it crashed. Exit codes: 0 written, 2 not a sweep folder.
+    """
+    parser = argparse.ArgumentParser(prog="dtrain-summary", description=(summary_main.__doc__ or "").splitlines()[0])
+    parser.add_argument("sweep_dir", help="a sweep folder, e.g. outputs/sweeps/2024-05-01_12-00-00")
+    args = parser.parse_args(argv)
+    summary = summarize(args.sweep_dir)
+    if not summary.rows:
+        print(f"error: {args.sweep_dir} is not a sweep folder (no job folders with .hydra/ or results.json)",
+              file=sys.stderr)
+        sys.exit(EXIT_BAD_CONFIG)
+    _, md_path = summary.write()
+    try:
+        print(summary.to_markdown())
+        print(f"written: {md_path} and summary.csv", flush=True)
+    except BrokenPipeError:  # piped into head or less and closed early: the files are written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -13,15 +13,22 @@ from typing import Any
 
 import torch
 
-from declarative_train.utils.move import map_tensors
+from declarative_train.utils.text import not_one_of
+from declarative_train.utils.tree import map_tensors
 
+PRECISION_MODES = ("32", "64", "16-mixed", "bf16-mixed", "bf16-true")
 _NULL_CONTEXT = contextlib.nullcontext()
 
 
 class Precision:
-    """The precision plugin the executor calls around forward, backward and optimizer steps."""
+    """The precision plugin the executor calls around forward, backward and optimizer steps.
+
+    ``mode`` is one of :data:`PRECISION_MODES`; anything else raises ``ValueError``.
+    """
 
     def __init__(self, mode: str = "32", device_type: str = "cpu") -> None:
+        if mode not in PRECISION_MODES:
+            raise ValueError(f"precision: {not_one_of(mode, PRECISION_MODES)}")
         self.mode = mode
         self.device_type = device_type
         self._param_dtype = {"64": torch.float64, "bf16-true": torch.bfloat16}.get(mode)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 from torch import nn
 
-from declarative_train.utils.move import move_to_device
+from declarative_train.utils.tree import move_to_device
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from declarative_train.cli import _register, config_dir, normalize_overrides
+from declarative_train.cli import _register, config_dir
+from declarative_train.config.overrides import normalize_overrides
 
 #: Overrides that shrink a run to a few batches for tests.
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",

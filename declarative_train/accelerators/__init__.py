@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from declarative_train.accelerators.base import Accelerator, AcceleratorUnavailable
+from declarative_train.accelerators.base import Accelerator
 from declarative_train.accelerators.cpu import CPUAccelerator
 from declarative_train.accelerators.cuda import CUDAAccelerator
 
@@ -14,7 +14,6 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Accelerator",
-    "AcceleratorUnavailable",
     "CPUAccelerator",
     "CUDAAccelerator",
     "accelerator_class",

@@ -13,11 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
-from declarative_train.utils.move import move_to_device
-
-
-class AcceleratorUnavailable(RuntimeError):
-    """Raised when the configured accelerator cannot run on this machine."""
+from declarative_train.utils.tree import move_to_device
 
 
 class Accelerator:
@@ -48,9 +44,6 @@ class Accelerator:
     def setup(self) -> None:
         """Select the device and apply process-wide backend flags. Called once per process."""
 
-    def attach(self, executor: Any) -> None:
-        """Subscribe to the executor's events, if this device needs to (XLA watches recompiles)."""
-
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """Move the model to the device (before the optimizer is built)."""
         return model.to(self.device)
@@ -79,6 +72,9 @@ class Accelerator:
     def checkpoint_state(self, state: Any) -> Any:
         """The checkpoint dict in a form ``torch.save`` writes portably (XLA: tensors on the CPU)."""
         return state
+
+    def on_logging_step(self, step: int) -> None:
+        """Called every ``log_every_n_steps`` optimizer steps for host-side checks (XLA: recompiles)."""
 
     # -- end of run -------------------------------------------------------------------------
     def num_compilations(self) -> int | None:

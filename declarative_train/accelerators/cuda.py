@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 
 from declarative_train.accelerators.base import Accelerator
-from declarative_train.utils.move import move_to_device
+from declarative_train.utils.tree import move_to_device
 
 
 def parse_cuda_devices(devices: Any) -> list[int]:

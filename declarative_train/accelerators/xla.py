@@ -6,26 +6,25 @@ recorded into a graph that is compiled and run at ``mark_step()`` (``torch_xla.s
 A training loop must therefore mark every step, keep shapes fixed (``drop_last=True``) and avoid
 host syncs such as ``.item()`` inside the step, or every step recompiles or stalls.
 
-Also here: ``state_dict_to_cpu`` and ``save``, an XLA-safe atomic checkpoint writer.
+Checkpoints take the same sealed path as on every device: ``checkpoint_state`` fetches the state's
+XLA tensors to the CPU (``state_dict_to_cpu``) before the checkpoint writer sees them.
 """
 
 from __future__ import annotations
 
 import glob
 import importlib.util
-import io
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
 from torch.utils.data import DataLoader
 
-from declarative_train.accelerators.base import Accelerator, AcceleratorUnavailable
-from declarative_train.utils.io import atomic_write_bytes
-from declarative_train.utils.move import move_to_device
+from declarative_train.accelerators.base import Accelerator
+from declarative_train.errors import AcceleratorUnavailable
+from declarative_train.utils.tree import iter_tensors, map_tensors, move_to_device
 
 log = logging.getLogger(__name__)
 
@@ -65,29 +64,6 @@ def _is_xla_tensor(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.device.type == "xla"
 
 
-def _collect_tensors(obj: Any, out: list[torch.Tensor]) -> None:
-    if isinstance(obj, torch.Tensor):
-        out.append(obj)
-    elif isinstance(obj, Mapping):
-        for value in obj.values():
-            _collect_tensors(value, out)
-    elif isinstance(obj, (list, tuple, set)):
-        for value in obj:
-            _collect_tensors(value, out)
-
-
-def _replace_tensors(obj: Any, lookup: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return lookup(obj)
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
-        return type(obj)(*(_replace_tensors(v, lookup) for v in obj))
-    if isinstance(obj, Mapping):
-        return type(obj)((k, _replace_tensors(v, lookup)) for k, v in obj.items())  # type: ignore[call-arg]
-    if isinstance(obj, (list, tuple, set)):
-        return type(obj)(_replace_tensors(v, lookup) for v in obj)
-    return obj
-
-
 def state_dict_to_cpu(obj: Any) -> Any:
     """Return ``obj`` (a state_dict or any nesting of dicts, lists, tuples) with tensors on the CPU.
 
@@ -95,9 +71,7 @@ def state_dict_to_cpu(obj: Any) -> Any:
     tensors are detached and kept; tensors on other devices are copied with ``.cpu()``. The
     result loads anywhere with ``torch.load`` and ``load_state_dict``.
     """
-    tensors: list[torch.Tensor] = []
-    _collect_tensors(obj, tensors)
-    xla_tensors = [t for t in tensors if _is_xla_tensor(t)]
+    xla_tensors = list({id(t): t for t in iter_tensors(obj) if _is_xla_tensor(t)}.values())
     converted: dict[int, torch.Tensor] = {}
     if xla_tensors:
         import torch_xla
@@ -112,59 +86,7 @@ def state_dict_to_cpu(obj: Any) -> Any:
             return converted[id(t)]
         return t.detach().cpu()
 
-    return _replace_tensors(obj, lookup)
-
-
-def _is_master(global_master: bool) -> tuple[bool, int]:
-    """(whether this process writes, world size); (True, 1) without an initialised XLA runtime."""
-    if not torch_xla_installed():
-        return True, 1
-    import torch_xla
-    import torch_xla.runtime as xr
-
-    if not torch_xla._XLAC._xla_runtime_is_initialized():
-        return True, 1
-    ordinal = xr.global_ordinal() if global_master else xr.local_ordinal()
-    return ordinal == 0, xr.world_size()
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to ``path`` atomically (temp file, fsync, rename, folder fsync)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
-
-
-def save(obj: Any, path: str | os.PathLike[str], master_only: bool = True,
-         global_master: bool = True) -> bool:
-    """Save ``obj`` with its tensors moved to the CPU, atomically. Returns whether this process wrote.
-
-    Call it from every replica: each one runs its pending graph so replicas stay in step, then
-    only the master (global ordinal 0, or each host's local ordinal 0 with
-    ``global_master=False``) transfers and writes, and all replicas meet at a rendezvous
-    before returning. With ``master_only=False`` every replica writes, so ``path`` must differ
-    per replica. Works without torch-xla for CPU objects.
-    """
-    writes, world_size = _is_master(global_master)
-    writes = writes or not master_only
-    if writes:
-        atomic_torch_save(state_dict_to_cpu(obj), path)
-    elif any(_is_xla_tensor(t) for t in _tensors_of(obj)):
-        import torch_xla
-
-        torch_xla.sync()
-    if world_size > 1:
-        import torch_xla.core.xla_model as xm
-
-        xm.rendezvous("declarative_train.accelerators.xla.save")
-    return writes
-
-
-def _tensors_of(obj: Any) -> list[torch.Tensor]:
-    out: list[torch.Tensor] = []
-    _collect_tensors(obj, out)
-    return out
+    return map_tensors(obj, lookup)
 
 
 class XLAAccelerator(Accelerator):
@@ -245,12 +167,9 @@ class XLAAccelerator(Accelerator):
         self._compiles_at_warmup = None
         self._last_warned_count = None
 
-    def attach(self, executor: Any) -> None:
-        """Check the compilation count every ``log_every_n_steps`` optimizer steps."""
-        from declarative_train.engine.events import Event
-
-        executor.events.on(Event.STEP_END, lambda ex: self.warn_if_recompiling(ex.state.global_step),
-                           every=executor.settings.log_every_n_steps)
+    def on_logging_step(self, step: int) -> None:
+        """Check the compilation count (every ``log_every_n_steps`` optimizer steps)."""
+        self.warn_if_recompiling(step)
 
     def checkpoint_state(self, state: Any) -> Any:
         """All XLA tensors fetched to the CPU in one batched transfer."""

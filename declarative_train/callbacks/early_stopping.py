@@ -6,8 +6,8 @@ import logging
 import math
 from typing import Any
 
-from declarative_train.callbacks.base import Callback, is_improvement
-from declarative_train.engine.events import Event
+from declarative_train.callbacks.base import Callback, check_mode, is_improvement, resolve_mode
+from declarative_train.engine import Event, TrainingContext
 
 log = logging.getLogger(__name__)
 
@@ -17,20 +17,19 @@ class EarlyStopping(Callback):
 
     Stops when it has not improved by more than ``min_delta`` for ``patience`` checks, when it
     reaches ``stopping_threshold``, crosses ``divergence_threshold``, or is NaN/inf
-    (``check_finite``). The reason is in ``executor.state.stop_reason``.
+    (``check_finite``). The reason is in ``executor.state.stop_reason``. ``mode`` is ``min`` or
+    ``max``; ``None`` takes it from the monitored metric (``higher_is_better``; losses: ``min``).
     """
 
     runs_in_fast_dev_run = False
 
     def __init__(
-        self, monitor: str = "val/loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0,
+        self, monitor: str = "val/loss", mode: str | None = None, patience: int = 3, min_delta: float = 0.0,
         stopping_threshold: float | None = None, divergence_threshold: float | None = None,
         check_finite: bool = True,
     ) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}")
         self.monitor = monitor
-        self.mode = mode
+        self.mode = check_mode("EarlyStopping", mode)
         self.patience = patience
         self.min_delta = abs(min_delta)
         self.stopping_threshold = stopping_threshold
@@ -39,14 +38,12 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.wait = 0
 
-    def attach(self, executor: Any) -> None:
-        if self.monitor.startswith("train/"):
-            executor.events.on(Event.EPOCH_END, self._check)
-        else:
-            executor.events.on(Event.EVAL_END, self._check)
+    def attach(self, context: TrainingContext) -> None:
+        self.mode = resolve_mode("EarlyStopping", self.mode, self.monitor, context)
+        self.listen(context, Event.EPOCH_END if self.monitor.startswith("train/") else Event.EVAL_END, self._check)
 
-    def _check(self, executor: Any) -> None:
-        state = executor.state
+    def _check(self, context: TrainingContext) -> None:
+        state = context.state
         if state.stage not in ("val", "fit"):
             return
         value = state.metrics.get(self.monitor)
@@ -54,7 +51,7 @@ class EarlyStopping(Callback):
             return
         reason = self._stop_reason(value)
         if reason:
-            state.should_stop, state.stop_reason = True, f"EarlyStopping: {reason}"
+            context.request_stop(f"EarlyStopping: {reason}")
             log.info("EarlyStopping: %s", reason)
 
     def _stop_reason(self, value: float) -> str:
@@ -65,6 +62,7 @@ class EarlyStopping(Callback):
             return f"{self.monitor} = {value:.6g} reached stopping_threshold {self.stopping_threshold}"
         if self.divergence_threshold is not None and better(self.divergence_threshold, value):
             return f"{self.monitor} = {value:.6g} crossed divergence_threshold {self.divergence_threshold}"
+        assert self.mode is not None, "attach() decides the mode"
         if is_improvement(value, self.best, self.mode, self.min_delta):
             self.best, self.wait = value, 0
             return ""

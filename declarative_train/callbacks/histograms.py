@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from declarative_train.callbacks.base import Callback
-from declarative_train.engine.events import Event
+from declarative_train.engine import Event, TrainingContext
 
 
 class ParameterHistograms(Callback):
@@ -27,18 +27,18 @@ class ParameterHistograms(Callback):
         self._grads: dict[str, torch.Tensor] = {}
         self._hooks: list[Any] = []
 
-    def attach(self, executor: Any) -> None:
+    def attach(self, context: TrainingContext) -> None:
         if self.grads:
-            executor.events.on(Event.EPOCH_START, self._arm)
-        executor.events.on(Event.EPOCH_END, self._log, every=self.every_n_epochs)
+            self.listen(context, Event.EPOCH_START, self._arm)
+        self.listen(context, Event.EPOCH_END, self._log, every=self.every_n_epochs)
 
-    def _due(self, executor: Any) -> bool:
-        return (executor.state.epoch + 1) % self.every_n_epochs == 0
+    def _due(self, context: TrainingContext) -> bool:
+        return (context.state.epoch + 1) % self.every_n_epochs == 0
 
-    def _arm(self, executor: Any) -> None:
-        if not self._due(executor) or not executor.loggers:
+    def _arm(self, context: TrainingContext) -> None:
+        if not self._due(context) or not context.loggers:
             return
-        for name, param in executor.task.named_parameters():
+        for name, param in context.task.named_parameters():
             if param.requires_grad:
                 self._hooks.append(param.register_post_accumulate_grad_hook(self._capture(name)))
 
@@ -48,14 +48,14 @@ class ParameterHistograms(Callback):
                 self._grads[name] = param.grad.detach().clone()
         return hook
 
-    def _log(self, executor: Any) -> None:
+    def _log(self, context: TrainingContext) -> None:
         for handle in self._hooks:
             handle.remove()
         self._hooks.clear()
-        step = executor.state.global_step
-        for logger in executor.loggers:
+        step = context.state.global_step
+        for logger in context.loggers:
             if self.weights:
-                for name, param in executor.task.named_parameters():
+                for name, param in context.task.named_parameters():
                     logger.log_histogram(f"weights/{name}", param.detach(), step)
             for name, grad in self._grads.items():
                 logger.log_histogram(f"grads/{name}", grad, step)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from declarative_train.callbacks.base import Callback
-from declarative_train.engine.events import Event
+from declarative_train.engine import Event, TrainingContext
 
 
 class LearningRateMonitor(Callback):
@@ -20,18 +18,19 @@ class LearningRateMonitor(Callback):
             raise ValueError(f"LearningRateMonitor: logging_interval must be 'epoch' or 'step', got {logging_interval!r}")
         self.logging_interval = logging_interval
 
-    def attach(self, executor: Any) -> None:
+    def attach(self, context: TrainingContext) -> None:
         if self.logging_interval == "step":
-            executor.events.on(Event.STEP_END, self._log, every=executor.settings.log_every_n_steps)
+            self.listen(context, Event.STEP_END, self._log, every=context.settings.log_every_n_steps)
         else:
-            executor.events.on(Event.EPOCH_START, self._log)
+            self.listen(context, Event.EPOCH_START, self._log)
 
-    def _log(self, executor: Any) -> None:
-        optimizer = executor.optimizer
+    def _log(self, context: TrainingContext) -> None:
+        optimizer = context.optimizer
+        assert optimizer is not None
         name = f"lr-{type(optimizer).__name__}"
         groups = optimizer.param_groups
         if len(groups) == 1:
             values = {name: float(groups[0]["lr"])}
         else:
             values = {f"{name}/pg{i + 1}": float(g["lr"]) for i, g in enumerate(groups)}
-        executor.log_metrics(values)
+        context.log_metrics(values)

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from declarative_train.callbacks.base import Callback, is_improvement
-from declarative_train.engine.ckpt_file import stale_temp_files
-from declarative_train.engine.events import Event
+from declarative_train.callbacks.base import Callback, check_mode, is_improvement, resolve_mode
+from declarative_train.checkpoint import stale_temp_files
+from declarative_train.engine import Event, TrainingContext
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ class ModelCheckpoint(Callback):
     Args:
         dirpath: folder for checkpoint files.
         monitor: metric name, e.g. ``val/acc``.
-        mode: ``max`` or ``min``.
+        mode: ``max`` or ``min``; ``None`` takes it from the monitored metric's
+            ``higher_is_better`` (losses: ``min``).
         save_top_k: how many best checkpoints to keep.
         save_last: also write ``last.ckpt`` every time.
         every_n_epochs: save at the end of every N-th epoch (0: not at epoch ends).
@@ -45,23 +46,21 @@ class ModelCheckpoint(Callback):
         filename: name of top-k files, formatted with ``epoch`` and ``step``.
         write_in_background: take a snapshot of the state on the training loop and write it on
             a background thread, so training does not wait for the disk (see
-            :mod:`declarative_train.engine.ckpt_writer`); a file that leaves the top k is deleted
+            :mod:`declarative_train.checkpoint.writer`); a file that leaves the top k is deleted
             once its replacement is in place. ``write_last`` always waits.
     """
 
     runs_in_fast_dev_run = False
 
     def __init__(
-        self, dirpath: str = "checkpoints", monitor: str | None = None, mode: str = "min",
+        self, dirpath: str = "checkpoints", monitor: str | None = None, mode: str | None = None,
         save_top_k: int = 1, save_last: bool = True, every_n_epochs: int = 1,
         every_n_train_steps: int | None = None, train_time_interval: float | None = None,
         filename: str = "epoch={epoch}-step={step}", write_in_background: bool = True,
     ) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"ModelCheckpoint: mode must be 'min' or 'max', got {mode!r}")
         self.dirpath = Path(dirpath)
         self.monitor = monitor
-        self.mode = mode
+        self.mode = check_mode("ModelCheckpoint", mode)
         self.save_top_k = save_top_k
         self.save_last = save_last
         self.every_n_epochs = every_n_epochs
@@ -77,42 +76,43 @@ class ModelCheckpoint(Callback):
         self._saved_at: tuple[int, bool] | None = None
         self._warned = False
 
-    def attach(self, executor: Any) -> None:
+    def attach(self, context: TrainingContext) -> None:
+        self.mode = resolve_mode("ModelCheckpoint", self.mode, self.monitor, context)
         self._last_save_time = time.monotonic()
         if self.every_n_epochs:
-            executor.events.on(Event.EPOCH_CHECKPOINT, self.save, every=self.every_n_epochs)
+            self.listen(context, Event.EPOCH_CHECKPOINT, self.save, every=self.every_n_epochs)
         if self.every_n_train_steps:
-            executor.events.on(Event.STEP_CHECKPOINT, self.save, every=self.every_n_train_steps)
+            self.listen(context, Event.STEP_CHECKPOINT, self.save, every=self.every_n_train_steps)
         if self.train_time_interval:
-            executor.events.on(Event.STEP_CHECKPOINT, self._save_if_time_passed)
-        if executor.distribution.is_global_zero and self.dirpath.is_dir():
+            self.listen(context, Event.STEP_CHECKPOINT, self._save_if_time_passed)
+        if context.distribution.is_global_zero and self.dirpath.is_dir():
             for leftover in stale_temp_files(self.dirpath):  # from a process killed while writing
                 log.info("ModelCheckpoint: removing %s, left by an interrupted write", leftover)
                 leftover.unlink(missing_ok=True)
 
-    def _save_if_time_passed(self, executor: Any) -> None:
+    def _save_if_time_passed(self, context: TrainingContext) -> None:
         assert self.train_time_interval is not None
         due = time.monotonic() - self._last_save_time >= self.train_time_interval
-        distribution = executor.distribution
+        distribution = context.distribution
         if distribution.world_size > 1:  # every rank saves at the same step: when any rank's clock says so
-            due = bool(distribution.reduce_sum(torch.tensor(float(due), device=executor.accelerator.device)) > 0)
+            due = bool(distribution.reduce_sum(torch.tensor(float(due), device=context.device)) > 0)
         if due:
-            self.save(executor)
+            self.save(context)
 
-    def write_last(self, executor: Any) -> str:
+    def write_last(self, context: TrainingContext) -> str:
         """Write ``last.ckpt`` now (also with ``save_last=False``); return its path."""
         self.last_model_path = str(self.dirpath / "last.ckpt")
-        executor.save_checkpoint(self.last_model_path)
+        context.save_checkpoint(self.last_model_path)
         return self.last_model_path
 
-    def save(self, executor: Any) -> None:
-        """Save a top-k candidate and ``last.ckpt`` for the executor's current state."""
-        state = executor.state
+    def save(self, context: TrainingContext) -> None:
+        """Save a top-k candidate and ``last.ckpt`` for the current training state."""
+        state = context.state
         position = (state.global_step, state.epoch_finished)
         if position == self._saved_at:
             return  # several cadences met at the same point
         self._saved_at, self._last_save_time = position, time.monotonic()
-        executor.checkpoint_writer.wait()  # a failed background write puts its table back first
+        context.wait_for_checkpoints()  # a failed background write puts its table back first
         before = self.state_dict()
         paths: list[str] = []
         score = state.metrics.get(self.monitor) if self.monitor else None
@@ -133,7 +133,7 @@ class ModelCheckpoint(Callback):
         self._update_best()
         restore = functools.partial(self._set_table, before)  # nothing written: the table stays true to the disk
         try:  # the table inside already lists this file
-            executor.save_checkpoint(*paths, background=self.write_in_background,
+            context.save_checkpoint(*paths, background=self.write_in_background,
                                      then=functools.partial(self._delete, evicted), on_failure=restore)
         except BaseException:
             restore()
@@ -152,7 +152,12 @@ class ModelCheckpoint(Callback):
             return score is None or score == score  # NaN never qualifies
         if score is None:
             return True  # no monitor: the newest replaces the oldest
-        return is_improvement(score, self._worst_score(), self.mode)
+        return is_improvement(score, self._worst_score(), self._mode)
+
+    @property
+    def _mode(self) -> str:
+        assert self.mode is not None, "attach() decides the mode"
+        return self.mode
 
     def _worst_score(self) -> float:
         scores = self.best_k_models.values()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 from declarative_train.callbacks.base import Callback
-from declarative_train.engine.events import Event
+from declarative_train.engine import Event, TrainingContext
 
 log = logging.getLogger("declarative_train.progress")
 
@@ -28,23 +28,23 @@ class ProgressBar(Callback):
         self._epoch_start = 0.0
         self._last_log = 0.0
 
-    def attach(self, executor: Any) -> None:
-        if not executor.distribution.is_global_zero:
+    def attach(self, context: TrainingContext) -> None:
+        if not context.distribution.is_global_zero:
             return
         self.interactive = self.stream.isatty()
-        executor.events.on(Event.EPOCH_START, self._on_epoch_start)
-        executor.events.on(Event.STEP_END, self._on_step, every=self.refresh_rate)
-        executor.events.on(Event.EPOCH_END, self._on_epoch_end)
+        self.listen(context, Event.EPOCH_START, self._on_epoch_start)
+        self.listen(context, Event.STEP_END, self._on_step, every=self.refresh_rate)
+        self.listen(context, Event.EPOCH_END, self._on_epoch_end)
 
-    def _on_epoch_start(self, executor: Any) -> None:
+    def _on_epoch_start(self, context: TrainingContext) -> None:
         self._epoch_start = self._last_log = time.perf_counter()
 
-    def _on_step(self, executor: Any) -> None:
+    def _on_step(self, context: TrainingContext) -> None:
         now = time.perf_counter()
         if not self.interactive and now - self._last_log < self.log_interval_s:
             return
         self._last_log = now
-        state = executor.state
+        state = context.state
         rate = state.batch_idx / max(now - self._epoch_start, 1e-9)
         loss = float(state.loss) if state.loss is not None else float("nan")  # host sync on refresh only
         line = (f"epoch {state.epoch} | batch {state.batch_idx}/{state.num_train_batches} | "
@@ -55,8 +55,8 @@ class ProgressBar(Callback):
         else:
             log.info(line)
 
-    def _on_epoch_end(self, executor: Any) -> None:
-        state = executor.state
+    def _on_epoch_end(self, context: TrainingContext) -> None:
+        state = context.state
         seconds = time.perf_counter() - self._epoch_start
         shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(state.metrics.items()) if not k.startswith("test/"))
         line = f"epoch {state.epoch} done in {seconds:.2f}s | step {state.global_step} | {shown}"

@@ -1,4 +1,4 @@
-"""Typed config schemas (attrs, registered in Hydra's ConfigStore) and validation."""
+"""Typed config schemas (attrs, registered in Hydra's ConfigStore), override grammar and validation."""
 
 from declarative_train.config.schema import (
     AcceleratorConfig,
@@ -7,7 +7,8 @@ from declarative_train.config.schema import (
     TrainConfig,
     TrainerConfig,
 )
-from declarative_train.config.validate import ConfigError, validate_config
+from declarative_train.config.validate import validate_config
+from declarative_train.errors import ConfigError
 
 __all__ = [
     "AcceleratorConfig",

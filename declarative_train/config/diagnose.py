@@ -17,14 +17,14 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from declarative_train.config.issues import ConfigIssue, did_you_mean
+from declarative_train.config.overrides import normalize_overrides
 from declarative_train.config.validate import collect_issues
+from declarative_train.errors import ConfigIssue
+from declarative_train.utils.text import did_you_mean
 
 
 def diagnose(config_dir: str, config_name: str, overrides: list[str], extra_dirs: list[str] = ()) -> list[ConfigIssue]:  # type: ignore[assignment]
     """Problems with ``overrides`` applied to ``config_name`` in ``config_dir``."""
-    from declarative_train.cli import normalize_overrides
-
     overrides = normalize_overrides(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)

@@ -4,54 +4,51 @@ OmegaConf turns these into typed nodes: unknown keys and wrong types are rejecte
 composes. Fields typed ``Any`` accept several types (``limit_train_batches`` is a batch count
 when an int, a fraction when a float); their ranges are checked in ``validate.py``.
 Defaults are plain values, never ``attrs.Factory``: OmegaConf cannot read factories.
+
+The ``trainer`` section is the engine's :class:`~declarative_train.engine.TrainerSettings`
+itself, mirrored field by field (same names, defaults and documentation) with the types OmegaConf
+can hold; the engine's checks validate it, so the command line and the Python API accept the same.
 """
 
 from __future__ import annotations
 
-from typing import Any  # noqa: UP035 - OmegaConf needs typing generics
+import typing
+from typing import Any, Optional  # noqa: UP035 - OmegaConf needs typing generics
 
 import attrs
 from omegaconf import MISSING
 
-PRECISION_MODES = ("32", "64", "16-mixed", "bf16-mixed", "bf16-true")
+from declarative_train.engine.settings import TrainerSettings
+
 ACCELERATORS = ("auto", "cpu", "gpu", "tpu")
 STRATEGIES = ("auto", "single", "ddp", "ddp_spawn", "xla")
+#: Spellings of an objective's direction (Optuna's and the callbacks') -> ``max``/``min``.
+DIRECTIONS = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
 
 
-@attrs.define(kw_only=True)
-class TrainerConfig:
-    """Loop settings; names follow Lightning's Trainer where one exists."""
+def omegaconf_mirror(settings: type, name: str) -> type:
+    """An attrs class with the fields of ``settings`` typed for OmegaConf (unions become ``Any``).
 
-    max_epochs: int = 10
-    """Stop after this many epochs (-1: no epoch limit, then ``max_steps`` must be set)."""
-    max_steps: int = -1
-    """Stop after this many optimizer steps (-1: no step limit)."""
-    limit_train_batches: Any = 1.0
-    """Train batches per epoch: an int is a count, a float in [0, 1] a fraction."""
-    limit_val_batches: Any = 1.0
-    """Validation batches per run: int count or float fraction."""
-    limit_test_batches: Any = 1.0
-    """Test batches per run: int count or float fraction."""
-    overfit_batches: Any = 0.0
-    """Train (and validate) on the same first N batches every epoch, unshuffled. 0 disables."""
-    fast_dev_run: Any = False
-    """True or N: run N (1) batches of train, val and test once, without checkpoints or logs."""
-    val_check_interval: Any = 1.0
-    """Validate every fraction of an epoch (float) or every N train batches (int)."""
-    check_val_every_n_epoch: int = 1
-    """Validate in every N-th epoch."""
-    accumulate_grad_batches: int = 1
-    """Sum gradients of N batches before each optimizer step."""
-    gradient_clip_val: float | None = None
-    """Clip gradients to this value (``None``: no clipping)."""
-    gradient_clip_algorithm: str = "norm"
-    """``norm`` (total 2-norm) or ``value`` (element-wise)."""
-    log_every_n_steps: int = 50
-    """Log ``train/loss`` every N optimizer steps."""
-    deterministic: bool = False
-    """Use deterministic algorithms (``torch.use_deterministic_algorithms``)."""
-    compile: bool = False
-    """Wrap the model in ``torch.compile``."""
+    OmegaConf 2.3 holds ``int``, ``float``, ``bool``, ``str`` and ``Optional`` of one of them, not
+    ``int | float``; the mirror keeps each field's name and default, so overrides are checked
+    against the engine's own field list.
+    """
+    hints = typing.get_type_hints(settings)
+
+    def node_type(hint: Any) -> Any:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if not args:
+            return hint
+        if len(args) == 1 and type(None) in typing.get_args(hint):
+            return Optional[args[0]]  # noqa: UP045 - OmegaConf reads typing.Optional
+        return Any
+
+    fields = {f.name: attrs.field(type=node_type(hints[f.name]), default=f.default) for f in attrs.fields(settings)}
+    return attrs.make_class(name, fields, kw_only=True)
+
+
+#: The ``trainer`` node: :class:`~declarative_train.engine.TrainerSettings` as OmegaConf types it.
+TrainerConfig: Any = omegaconf_mirror(TrainerSettings, "TrainerConfig")
 
 
 @attrs.define(kw_only=True)
@@ -141,7 +138,7 @@ class TrainConfig:
     optimized_metric: str | None = None
     """Metric returned to a Hydra sweeper (``None``: the checkpoint monitor)."""
     sweep: SweepConfig = SweepConfig()
-    trainer: TrainerConfig = TrainerConfig()
+    trainer: Any = TrainerConfig()
     accelerator: AcceleratorConfig = AcceleratorConfig()
     precision: PrecisionConfig = PrecisionConfig()
     paths: PathsConfig = PathsConfig()

@@ -8,7 +8,8 @@ import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from declarative_train.config.issues import ConfigIssue, did_you_mean
+from declarative_train.errors import ConfigIssue
+from declarative_train.utils.text import did_you_mean
 
 #: Packages ``_target_`` may import from unless the config adds more in ``user_packages``.
 DEFAULT_ALLOWED_PACKAGES = ("torch", "declarative_train", "sklearn")

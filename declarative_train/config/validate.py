@@ -13,15 +13,19 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from declarative_train.config.issues import ConfigError, ConfigIssue, did_you_mean
-from declarative_train.config.schema import ACCELERATORS, PRECISION_MODES, STRATEGIES
+from declarative_train.accelerators import accelerator_class
+from declarative_train.config.schema import ACCELERATORS, DIRECTIONS, STRATEGIES
 from declarative_train.config.targets import (
     DEFAULT_ALLOWED_PACKAGES,
     SCHEDULER_KEYS,
     check_target,
     iter_target_nodes,
 )
-from declarative_train.sweep.objective import DIRECTIONS
+from declarative_train.distributed.plan import check_plan
+from declarative_train.engine.settings import settings_problems
+from declarative_train.errors import ConfigError, ConfigIssue
+from declarative_train.precision import PRECISION_MODES
+from declarative_train.utils.text import did_you_mean, not_one_of
 
 __all__ = ["ConfigError", "ConfigIssue", "collect_issues", "validate_config"]
 
@@ -92,52 +96,16 @@ def _check_components(cfg: dict[str, Any]) -> list[ConfigIssue]:
     return issues
 
 
-def _count_or_fraction(path: str, value: Any, *, allow_bool: bool = False) -> list[ConfigIssue]:
-    if isinstance(value, bool):
-        return [] if allow_bool else [ConfigIssue(path, f"must be an int or a float, got {value!r}")]
-    if isinstance(value, int):
-        return [] if value >= 0 else [ConfigIssue(path, f"must be >= 0, got {value}")]
-    if isinstance(value, float):
-        if 0.0 <= value <= 1.0:
-            return []
-        return [ConfigIssue(path, f"a float is a fraction and must be in [0, 1], got {value}")]
-    return [ConfigIssue(path, f"must be an int (count) or a float (fraction), got {value!r}")]
-
-
 def _check_trainer(cfg: dict[str, Any]) -> list[ConfigIssue]:
-    t = cfg["trainer"]
-    issues = []
-    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches"):
-        issues += _count_or_fraction(f"trainer.{key}", t[key])
-    issues += _count_or_fraction("trainer.fast_dev_run", t["fast_dev_run"], allow_bool=True)
-    interval = t["val_check_interval"]
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-        issues.append(ConfigIssue("trainer.val_check_interval", "must be a positive int or a float in (0, 1]"))
-    elif isinstance(interval, float) and interval > 1.0:
-        issues.append(ConfigIssue("trainer.val_check_interval", "a float must be in (0, 1]"))
-    positive = ("check_val_every_n_epoch", "accumulate_grad_batches", "log_every_n_steps")
-    for key in positive:
-        if t[key] < 1:
-            issues.append(ConfigIssue(f"trainer.{key}", f"must be >= 1, got {t[key]}"))
-    if t["max_epochs"] < 0 and t["max_steps"] < 0:
-        issues.append(ConfigIssue("trainer.max_epochs", "max_epochs and max_steps cannot both be -1"))
-    if t["gradient_clip_algorithm"] not in ("norm", "value"):
-        issues.append(ConfigIssue("trainer.gradient_clip_algorithm", "must be 'norm' or 'value'"))
-    if t["gradient_clip_val"] is not None and t["gradient_clip_val"] <= 0:
-        issues.append(ConfigIssue("trainer.gradient_clip_val", "must be > 0 (or null)"))
-    return issues
+    """The engine's own checks of ``TrainerSettings``, with key paths."""
+    return [ConfigIssue(f"trainer.{name}", message) for name, message in settings_problems(cfg["trainer"])]
 
 
 def _choice(path: str, value: Any, choices: tuple[str, ...]) -> list[ConfigIssue]:
-    if value in choices:
-        return []
-    hint = did_you_mean(str(value), choices)
-    return [ConfigIssue(path, f"{value!r} is not one of {', '.join(choices)}.{hint}")]
+    return [] if value in choices else [ConfigIssue(path, not_one_of(value, choices))]
 
 
 def _check_accelerator(cfg: dict[str, Any]) -> list[ConfigIssue]:
-    from declarative_train.accelerators import accelerator_class
-
     acc = cfg["accelerator"]
     issues = _choice("accelerator.name", acc["name"], ACCELERATORS)
     issues += _choice("accelerator.strategy", acc["strategy"], STRATEGIES)
@@ -156,8 +124,6 @@ def _check_accelerator(cfg: dict[str, Any]) -> list[ConfigIssue]:
         if not cls.is_available():
             issues.append(ConfigIssue("accelerator.name", f"'{acc['name']}' is not available here: {cls.missing_reason()}"))
     if not issues:
-        from declarative_train.distributed.plan import check_plan
-
         issues += check_plan(acc)  # device counts, strategy, rendezvous, backend
     return issues
 

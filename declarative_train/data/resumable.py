@@ -73,6 +73,9 @@ class ResumableSampler(Sampler[int]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue with the order of the run that saved ``state``."""
+        if state.get("num_samples") != self.num_samples:
+            log.warning("the checkpoint was saved for %s training samples, this data has %d: the resumed "
+                        "epoch will not continue the same order", state.get("num_samples"), self.num_samples)
         self.seed = state["seed"]
 
 

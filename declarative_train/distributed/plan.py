@@ -14,11 +14,12 @@ Rules (README "Multi-process training"):
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-from declarative_train.config.issues import ConfigIssue
+from declarative_train.errors import ConfigIssue
 
 MULTI_PROCESS = ("ddp", "ddp_spawn")
 
@@ -60,7 +61,7 @@ def available_devices(name: str) -> int:
 
 def device_count(name: str, devices: Any) -> int:
     """Devices asked for by ``devices`` on accelerator ``name`` (``-1``/``auto`` resolved)."""
-    if isinstance(devices, (list, tuple)):
+    if isinstance(devices, Sequence) and not isinstance(devices, str):  # a list of indices
         return len(devices)
     if devices == -1 or (devices == "auto" and name == "gpu"):
         return max(1, available_devices(name))
@@ -74,7 +75,7 @@ def make_plan(acc: Any) -> LaunchPlan:
     from declarative_train.accelerators import resolve_accelerator_name
 
     name = resolve_accelerator_name(acc["name"])
-    devices = device_count(name, _plain(acc["devices"]))
+    devices = device_count(name, acc["devices"])
     strategy = acc["strategy"]
     if strategy == "auto" and name == "tpu":
         strategy = "xla"
@@ -119,8 +120,3 @@ def _port(endpoint: str) -> int | None:
     host, _, port = str(endpoint).rpartition(":")
     return int(port) if host and port.isdigit() else None
 
-
-def _plain(value: Any) -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_object(value) if OmegaConf.is_config(value) else value

@@ -1,7 +1,18 @@
-"""The executor loop, its state and its small event set."""
+"""The executor loop, its settings, state and small event set; what subscribers may use of it."""
 
-from declarative_train.engine.events import Event, EventBus
+from declarative_train.engine.context import CheckpointProvider, TrainingContext
+from declarative_train.engine.events import Event, EventBus, Subscription
 from declarative_train.engine.executor import Executor
+from declarative_train.engine.settings import TrainerSettings
 from declarative_train.engine.state import LoopState
 
-__all__ = ["Event", "EventBus", "Executor", "LoopState"]
+__all__ = [
+    "CheckpointProvider",
+    "Event",
+    "EventBus",
+    "Executor",
+    "LoopState",
+    "Subscription",
+    "TrainerSettings",
+    "TrainingContext",
+]

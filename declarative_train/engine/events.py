@@ -2,22 +2,23 @@
 
 Frequency belongs to the subscription: ``bus.on(Event.STEP_END, log_loss, every=50)``.
 ``every``/``once`` count optimizer steps for ``STEP_END``/``STEP_CHECKPOINT``, completed epochs
-for ``EPOCH_END``/``EPOCH_CHECKPOINT``, and firings for the other events.
+for ``EPOCH_END``/``EPOCH_CHECKPOINT``, and firings for the other events. ``on`` returns a
+:class:`Subscription` whose ``remove()`` ends it.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 
-Handler = Callable[[Any], None]
+C = TypeVar("C")
 
 
 class Event(enum.Enum):
-    """What the executor announces. Handlers receive the executor."""
+    """What the executor announces. Handlers receive the executor (a ``TrainingContext``)."""
 
     FIT_START = "fit_start"
     FIT_END = "fit_end"
@@ -33,43 +34,63 @@ class Event(enum.Enum):
     EPOCH_CHECKPOINT = "epoch_checkpoint"
 
 
-@attrs.define
-class _Subscription:
-    handler: Handler
+_STEP_COUNTED = (Event.STEP_END, Event.STEP_CHECKPOINT)
+_EPOCH_COUNTED = (Event.EPOCH_END, Event.EPOCH_CHECKPOINT)
+
+
+@attrs.define(eq=False)
+class Subscription(Generic[C]):
+    """One handler on one event; :meth:`remove` unsubscribes it."""
+
+    event: Event
+    handler: Callable[[C], None]
     every: int
     once: int | None
+    bus: EventBus[C]
     fired: int = 0
 
+    def remove(self) -> None:
+        """Stop calling the handler (removing twice does nothing)."""
+        self.bus.remove(self)
 
-class EventBus:
-    """Handlers per event, called in subscription order."""
+
+class EventBus(Generic[C]):
+    """Handlers per event, called in subscription order with the context ``C`` (the executor)."""
 
     def __init__(self) -> None:
-        self._subscriptions: dict[Event, list[_Subscription]] = {event: [] for event in Event}
+        self._subscriptions: dict[Event, list[Subscription[C]]] = {event: [] for event in Event}
 
-    def on(self, event: Event, handler: Handler, *, every: int = 1, once: int | None = None) -> None:
-        """Call ``handler(executor)`` on ``event``, every N-th time, or only at the K-th time."""
+    def on(self, event: Event, handler: Callable[[C], None], *, every: int = 1, once: int | None = None) -> Subscription[C]:
+        """Call ``handler(context)`` on ``event``, every N-th time, or only at the K-th time."""
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
-        self._subscriptions[event].append(_Subscription(handler, every, once))
+        subscription = Subscription(event, handler, every, once, self)
+        self._subscriptions[event].append(subscription)
+        return subscription
+
+    def remove(self, subscription: Subscription[C]) -> None:
+        """End ``subscription`` (see :meth:`Subscription.remove`)."""
+        handlers = self._subscriptions[subscription.event]
+        if subscription in handlers:
+            handlers.remove(subscription)
 
     def has_handlers(self, event: Event) -> bool:
         """Whether anything listens to ``event``."""
         return bool(self._subscriptions[event])
 
-    def fire(self, event: Event, executor: Any) -> None:
+    def fire(self, event: Event, context: Any) -> None:
         """Run the handlers of ``event`` whose filter passes."""
         subscriptions = self._subscriptions[event]
         if not subscriptions:
             return
-        state = executor.state
-        for sub in subscriptions:
+        state = context.state
+        for sub in tuple(subscriptions):  # a handler may unsubscribe itself
             sub.fired += 1
-            if event in (Event.STEP_END, Event.STEP_CHECKPOINT):
+            if event in _STEP_COUNTED:
                 count = state.global_step
-            elif event in (Event.EPOCH_END, Event.EPOCH_CHECKPOINT):
+            elif event in _EPOCH_COUNTED:
                 count = state.epoch + 1
             else:
                 count = sub.fired
             if (sub.once is not None and count == sub.once) or (sub.once is None and count % sub.every == 0):
-                sub.handler(executor)
+                sub.handler(context)

@@ -23,12 +23,9 @@ from typing import Any
 import torch
 
 from declarative_train.engine.events import Event
+from declarative_train.errors import NonFiniteLossError
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RuntimeError):
-    """A training loss was NaN or infinite; the message names the step."""
 
 
 class LossGuard:

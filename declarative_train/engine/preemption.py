@@ -4,56 +4,31 @@ Schedulers announce the end of a job with a signal: SLURM sends SIGUSR1 (``--sig
 or SIGTERM, Kubernetes and most batch systems SIGTERM, a terminal SIGINT (Ctrl-C). The handler
 only records the signal; the executor carries on to its next checkpoint point (the end of the
 current optimizer step and the validation that follows it), where :class:`PreemptionHandler`
-writes ``last.ckpt`` and raises :class:`Preempted`. ``dtrain`` then exits with
-:data:`EXIT_PREEMPTED` (75) for SIGTERM/SIGUSR1, so a scheduler can requeue the job
+writes ``last.ckpt`` and raises :class:`~declarative_train.errors.Preempted`. ``dtrain`` then
+exits with 75 (``EX_TEMPFAIL``) for SIGTERM/SIGUSR1, so a scheduler can requeue the job
 (``dtrain resume=auto`` continues it), or 130 for SIGINT. A second signal exits at once
-(:class:`Interrupted`, exit code 128 + signal number), without saving. In a sweep, either stops
-the whole sweep the way Ctrl-C does (``sweep.resume=true`` finishes it).
+(:class:`~declarative_train.errors.Interrupted`, exit code 128 + signal number), without saving.
+In a sweep, either stops the whole sweep the way Ctrl-C does (``sweep.resume=true`` finishes it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from declarative_train.engine.events import Event
+from declarative_train.engine.executor import Executor
+from declarative_train.errors import Interrupted, Preempted
 
 log = logging.getLogger(__name__)
 
-#: Exit code of a run stopped by SIGTERM/SIGUSR1 after saving ``last.ckpt`` (``EX_TEMPFAIL``:
-#: "temporary failure, try again").
-EXIT_PREEMPTED = 75
 DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
-_REQUEUE_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-
-class Preempted(Exception):
-    """Fit stopped on a signal after saving ``ckpt_path``.
-
-    ``status`` (for ``results.json``) is ``preempted`` after SIGTERM/SIGUSR1, else ``interrupted``.
-    """
-
-    def __init__(self, signum: int, ckpt_path: str, epoch: int, step: int) -> None:
-        self.signum, self.ckpt_path = signum, ckpt_path
-        requeue = signum in _REQUEUE_SIGNALS
-        self.exit_code = EXIT_PREEMPTED if requeue else 128 + signum
-        self.status = "preempted" if requeue else "interrupted"
-        super().__init__(f"{signal.Signals(signum).name} received: saved {ckpt_path} at epoch {epoch}, "
-                         f"step {step}; resume with ckpt_path={ckpt_path} (or resume=auto)")
-
-
-class Interrupted(BaseException):
-    """A second signal: leave now, without saving (a BaseException, so nothing swallows it)."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum, self.exit_code, self.status = signum, 128 + signum, "interrupted"
-        super().__init__(f"second {signal.Signals(signum).name} received: exiting without saving")
 
 
 class PreemptionHandler:
@@ -66,8 +41,8 @@ class PreemptionHandler:
             handler.attach(executor)
             executor.fit()          # raises Preempted after saving last.ckpt
 
-    ``last.ckpt`` goes where the executor's ``ModelCheckpoint`` keeps it, else into
-    ``fallback_dir``.
+    ``last.ckpt`` goes where the executor's checkpoint callback keeps it
+    (``Executor.checkpoint_callback``), else into ``fallback_dir``.
     """
 
     def __init__(self, fallback_dir: str | Path, signals: Sequence[int] = DEFAULT_SIGNALS) -> None:
@@ -88,10 +63,11 @@ class PreemptionHandler:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def attach(self, executor: Any) -> None:
+    def attach(self, executor: Executor) -> None:
         """Check for a received signal at every checkpoint point, after the callbacks saved."""
-        executor.events.on(Event.STEP_CHECKPOINT, self._stop_if_signalled)
-        executor.events.on(Event.EPOCH_CHECKPOINT, self._stop_if_signalled)
+        check = functools.partial(self._stop_if_signalled, executor)
+        executor.events.on(Event.STEP_CHECKPOINT, check)
+        executor.events.on(Event.EPOCH_CHECKPOINT, check)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None:
@@ -100,10 +76,10 @@ class PreemptionHandler:
         log.warning("%s received: saving last.ckpt at the next step boundary (send it again to exit now)",
                     signal.Signals(signum).name)
 
-    def _stop_if_signalled(self, executor: Any) -> None:
+    def _stop_if_signalled(self, executor: Executor, _: object) -> None:
         if self.received is None:
             return
-        saver = next((cb for cb in executor.callbacks.values() if hasattr(cb, "write_last")), None)
+        saver = executor.checkpoint_callback
         if saver is not None:
             path = saver.write_last(executor)
         else:

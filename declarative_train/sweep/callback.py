@@ -8,7 +8,6 @@ CLI calls it after every multirun, and it writes the summary if the callback did
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import attrs
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from declarative_train.config.issues import ConfigError, ConfigIssue
+from declarative_train.errors import Abort, ConfigError, ConfigIssue
 from declarative_train.sweep.grid import BASIC_SWEEPER, sweep_arguments
 from declarative_train.sweep.summary import SweepSummary, summarize
 
@@ -92,9 +91,8 @@ def _check_resumable(config: DictConfig, sweep_dir: Path) -> None:
     else:
         log.warning("sweep.resume: %s holds no earlier sweep; running every job", sweep_dir)
     if problem:
-        # Hydra turns exceptions raised in callbacks into warnings; exiting is the way to stop here.
-        print(ConfigError([ConfigIssue("sweep.resume", problem)]).format(), file=sys.stderr)
-        raise SystemExit(2)
+        # Hydra turns exceptions raised in callbacks into warnings; Abort passes through to the CLI.
+        raise Abort(ConfigError([ConfigIssue("sweep.resume", problem)]))
 
 
 def _grid(config: Any) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from declarative_train.errors import JobSkipped
 from declarative_train.utils.io import atomic_write_json
 
 log = logging.getLogger("declarative_train")
@@ -31,10 +32,6 @@ def read_results(job_dir: Path) -> dict[str, Any] | None:
 def record_outcome(cfg: DictConfig, status: str, error: str) -> None:
     """Write ``results.json`` for a job that never got to run (invalid config, skipped)."""
     atomic_write_json(Path(cfg.paths.output_dir) / RESULTS, {"status": status, "error": error, "wall_time_s": 0.0})
-
-
-class JobSkipped(RuntimeError):
-    """The job did not run because an earlier job of the sweep failed (``sweep.keep_going=false``)."""
 
 
 def prepare_job(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any] | None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-#: Spellings of a direction (Optuna's and the callbacks') -> ``max``/``min``.
-DIRECTIONS = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
+from declarative_train.config.schema import DIRECTIONS
 
 
 def normalize_direction(direction: str) -> str:
@@ -18,32 +17,29 @@ def normalize_direction(direction: str) -> str:
 
 
 def objective_entry(
-    name: str | None, direction: str | None, metrics: Mapping[str, float], callbacks: Iterable[Any],
+    name: str | None, direction: str | None, metrics: Mapping[str, float], checkpoint: Any,
+    higher_is_better: Callable[[str], bool | None],
 ) -> dict[str, Any] | None:
     """``{"name", "value", "mode"}`` for ``results.json``; ``None`` when nothing names a metric.
 
-    ``name`` is ``optimized_metric`` (``None``: the checkpoint monitor). The value is the
-    checkpoint's best score when it monitors that metric (the checkpoint that gets tested),
-    otherwise the metric's final value. The mode is ``direction`` when given, else the mode of a
-    callback monitoring the metric, else ``min`` for losses and errors and ``max`` otherwise.
+    ``name`` is ``optimized_metric`` (``None``: the monitor of ``checkpoint``, the run's checkpoint
+    callback). The value is the checkpoint's best score when it monitors that metric (the
+    checkpoint that gets tested), otherwise the metric's final value. The mode is ``direction``
+    when given, else the checkpoint's mode when it monitors the metric, else ``max`` or ``min``
+    from ``higher_is_better(name)`` (the metric's own direction; ``min`` when unknown).
     """
-    callbacks = [cb for cb in callbacks if getattr(cb, "monitor", None)]
-    checkpoint = next((cb for cb in callbacks if hasattr(cb, "best_model_score")), None)
-    name = name or getattr(checkpoint, "monitor", None)
+    monitor = getattr(checkpoint, "monitor", None)
+    name = name or monitor
     if not name:
         return None
     value = metrics.get(name)
-    if checkpoint is not None and checkpoint.monitor == name and checkpoint.best_model_score is not None:
+    watched = checkpoint is not None and monitor == name
+    if watched and checkpoint.best_model_score is not None:
         value = checkpoint.best_model_score
     if direction:
         mode = normalize_direction(direction)
+    elif watched and getattr(checkpoint, "mode", None) in ("min", "max"):
+        mode = checkpoint.mode
     else:
-        watcher = next((cb for cb in callbacks if cb.monitor == name and hasattr(cb, "mode")), None)
-        mode = watcher.mode if watcher is not None else guess_mode(name)
+        mode = "max" if higher_is_better(name) else "min"
     return {"name": name, "value": None if value is None else float(value), "mode": mode}
-
-
-def guess_mode(name: str) -> str:
-    """``min`` for losses and errors, ``max`` for everything else (accuracy, F1, AUROC, ...)."""
-    lowered = name.lower()
-    return "min" if any(word in lowered for word in ("loss", "error", "mse", "mae")) else "max"

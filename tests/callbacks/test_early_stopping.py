@@ -43,8 +43,8 @@ def test_train_metrics_are_checked_at_epoch_ends(make_executor: Callable[..., Ex
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_values_stop_when_check_finite(value: float) -> None:
-    assert "is not finite" in EarlyStopping(monitor="val/loss")._stop_reason(value)
-    assert EarlyStopping(monitor="val/loss", check_finite=False)._stop_reason(value) == ""
+    assert "is not finite" in EarlyStopping(monitor="val/loss", mode="min")._stop_reason(value)
+    assert EarlyStopping(monitor="val/loss", mode="min", check_finite=False)._stop_reason(value) == ""
 
 
 def test_counters_resume(make_executor: Callable[..., Executor], tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from declarative_train import Executor
 from declarative_train.callbacks import ModelCheckpoint
-from declarative_train.engine.checkpointing import read
+from declarative_train.checkpoint import read
 from declarative_train.metrics import Accuracy
 
 

@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 from declarative_train.accelerators import accelerator_class
 from declarative_train.build import build, describe
 from declarative_train.cli import config_dir
-from declarative_train.config.issues import ConfigError
 from declarative_train.config.validate import validate_config
+from declarative_train.errors import ConfigError
 
 GROUPS = ["model", "data", "optimizer", "scheduler", "accelerator", "precision", "metrics",
           "callbacks", "logger", "trainer", "experiment", "hparams_search", "debug", "paths"]

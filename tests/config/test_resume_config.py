@@ -10,7 +10,7 @@ import pytest
 from omegaconf import DictConfig
 
 from declarative_train.config.validate import collect_issues
-from declarative_train.resume import newest_last_checkpoint, resume_checkpoint
+from declarative_train.jobs.resume import newest_last_checkpoint, resume_checkpoint
 
 
 def _issues(cfg: DictConfig) -> dict[str, str]:

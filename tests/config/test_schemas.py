@@ -52,3 +52,10 @@ def test_any_typed_limits_keep_int_versus_float() -> None:
     cfg = OmegaConf.merge(cfg, {"limit_train_batches": 0.5})
     assert isinstance(cfg.limit_train_batches, float)
 
+
+
+def test_trainer_schema_mirrors_the_engine_settings() -> None:
+    from declarative_train.engine import TrainerSettings
+
+    mirror = {f.name: f.default for f in attrs.fields(schema.TrainerConfig)}
+    assert mirror == {f.name: f.default for f in attrs.fields(TrainerSettings)}

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from omegaconf import DictConfig, open_dict
 
-from declarative_train.config.issues import ConfigError
 from declarative_train.config.validate import collect_issues, validate_config
+from declarative_train.errors import ConfigError
 
 
 def _paths(cfg: DictConfig) -> dict[str, str]:

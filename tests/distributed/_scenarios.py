@@ -75,7 +75,7 @@ def accumulate(distribution: Distribution, batch: int) -> dict[str, Any]:
                    limit_val_batches=0, accumulate_grad_batches=3)
     ex.setup()
     syncs = []
-    step = ex._training_step
+    step = ex._loop.training_step
     if hasattr(step, "register_comm_hook"):
         def counting_hook(state, bucket):  # DDP checks the annotations: leave them off
             syncs.append(1)

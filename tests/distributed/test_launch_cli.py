@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from declarative_train.distributed import spawn
 from declarative_train.distributed.plan import make_plan
+from declarative_train.launch import spawn
 from tests.distributed._procs import DDP, SMALL, finish, only_run_dir, results, run, start, wait_for
 
 pytestmark = pytest.mark.ddp

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from declarative_train.engine import ckpt_file
+from declarative_train.checkpoint import file as ckpt_file
 from tests.conftest import cli_env
 
 LIMIT = ["debug=limit", "logger=none", "~callbacks.progress_bar"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from declarative_train.engine.preemption import EXIT_PREEMPTED
+from declarative_train.cli import EXIT_PREEMPTED
 from tests.e2e.resume_helpers import (
     assert_same_training_state,
     dtrain,

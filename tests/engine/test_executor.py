@@ -117,7 +117,7 @@ def test_accumulated_step_equals_one_big_batch(make_executor: Callable[..., Exec
         task = Classification(Linear(8, 2), torch.nn.CrossEntropyLoss())
         ex = Executor(task=task, data=data, optimizer=partial(torch.optim.SGD, lr=0.1), max_steps=1,
                       accumulate_grad_batches=accumulate, limit_train_batches=accumulate)
-        ex._loader = lambda split: data.dataloader(split)  # type: ignore[method-assign]  # unshuffled
+        ex.loaders.get = lambda split: data.dataloader(split)  # type: ignore[method-assign]  # unshuffled
         ex.fit()
         return [p.detach().clone() for p in task.parameters()]
 
@@ -200,7 +200,7 @@ def test_predict_returns_outputs_per_batch(make_executor: Callable[..., Executor
 def test_metric_inputs_are_checked_on_the_first_batch_and_checks_come_back(make_executor: Callable[..., Executor]) -> None:
     ex = make_executor(max_epochs=1, metrics={"acc": Accuracy(task="multiclass", num_classes=10)})
     ex.validate()
-    assert all(m.validate_args for m in ex._stage_metrics["val"].values())
+    assert all(m.validate_args for m in ex._evaluator.metrics["val"].values())
     bad = make_executor(max_epochs=1, metrics={"acc": Accuracy(task="multiclass", num_classes=5)})
     with pytest.raises(ValueError, match="Accuracy"):
         bad.validate()

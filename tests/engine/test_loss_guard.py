@@ -12,8 +12,8 @@ import torch
 
 from declarative_train import Classification, Executor
 from declarative_train.callbacks import ModelCheckpoint
-from declarative_train.engine.checkpointing import read
-from declarative_train.engine.loss_guard import NonFiniteLossError
+from declarative_train.checkpoint import read
+from declarative_train.errors import NonFiniteLossError
 from declarative_train.models import MLP
 
 

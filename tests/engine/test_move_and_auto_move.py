@@ -8,7 +8,7 @@ from collections import OrderedDict, namedtuple
 import torch
 
 from declarative_train import auto_move_data
-from declarative_train.utils.move import move_to_device
+from declarative_train.utils.tree import move_to_device
 
 Pair = namedtuple("Pair", "x y")
 

@@ -11,13 +11,10 @@ import pytest
 
 from declarative_train import Event, Executor
 from declarative_train.callbacks import ModelCheckpoint
-from declarative_train.engine.checkpointing import read
-from declarative_train.engine.preemption import (
-    EXIT_PREEMPTED,
-    Interrupted,
-    Preempted,
-    PreemptionHandler,
-)
+from declarative_train.checkpoint import read
+from declarative_train.cli import EXIT_PREEMPTED, exit_code
+from declarative_train.engine.preemption import PreemptionHandler
+from declarative_train.errors import Interrupted, Preempted
 
 
 class SignalAt:
@@ -50,7 +47,7 @@ def test_a_signal_saves_last_ckpt_at_the_next_step_boundary(
     saver = ModelCheckpoint(dirpath=str(tmp_path / "ckpts"))
     with pytest.raises(Preempted) as info:
         _fit(make_executor, tmp_path, SignalAt(7, signum), model_checkpoint=saver)
-    assert info.value.exit_code == code
+    assert exit_code(info.value) == code
     assert info.value.ckpt_path == str(tmp_path / "ckpts" / "last.ckpt")
     assert read(info.value.ckpt_path)["loop"]["global_step"] == 7
     assert signal.getsignal(signum) is not PreemptionHandler._on_signal  # handlers restored
@@ -67,7 +64,7 @@ def test_without_a_model_checkpoint_last_ckpt_goes_to_the_fallback_folder(
 def test_a_second_signal_stops_at_once_without_saving(make_executor: Callable[..., Executor], tmp_path: Path) -> None:
     with pytest.raises(Interrupted) as info:
         _fit(make_executor, tmp_path, SignalAt(3, signal.SIGTERM, times=2))
-    assert info.value.exit_code == 128 + signal.SIGTERM
+    assert exit_code(info.value) == 128 + signal.SIGTERM
     assert not (tmp_path / "fallback").exists()
 
 

@@ -12,7 +12,7 @@ import torch
 
 from declarative_train import Classification, Event, Executor, SchedulerSpec
 from declarative_train.data.resumable import ResumableSampler
-from declarative_train.engine.checkpointing import CheckpointError
+from declarative_train.errors import CheckpointError
 from declarative_train.models import MLP
 
 
@@ -135,11 +135,11 @@ def test_a_checkpoint_for_another_optimizer_is_refused(make_executor: Callable[.
 
 
 def test_weights_only_checkpoints_cannot_be_resumed_from(make_executor: Callable[..., Executor], tmp_path: Path) -> None:
-    from declarative_train.engine import checkpointing, ckpt_file
+    from declarative_train.checkpoint import file as ckpt_file
 
     ex = make_executor(max_epochs=1)
     ex.setup()
-    state = checkpointing.collect(ex)
+    state = ex.training_state.collect()
     del state["optimizer"]
     ckpt_file.write(state, [tmp_path / "weights.ckpt"])
     with pytest.raises(CheckpointError, match="cannot be resumed from: it lacks optimizer"):

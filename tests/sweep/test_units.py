@@ -14,12 +14,13 @@ from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from declarative_train import Classification, Executor
-from declarative_train.callbacks import EarlyStopping, ModelCheckpoint, ParameterHistograms
+from declarative_train.callbacks import ModelCheckpoint, ParameterHistograms
 from declarative_train.data import Digits
+from declarative_train.errors import JobSkipped
+from declarative_train.jobs.hparams import overrides_to_hparams
 from declarative_train.loggers import TensorBoardLogger
-from declarative_train.loggers.hparams import overrides_to_hparams
 from declarative_train.models import MLP
-from declarative_train.sweep.job import JobSkipped, prepare_job
+from declarative_train.sweep.job import prepare_job
 from declarative_train.sweep.naming import MAX_NAME_LENGTH, is_plumbing, run_name
 from declarative_train.sweep.objective import normalize_direction, objective_entry
 
@@ -30,19 +31,27 @@ def _checkpoint(monitor: str, mode: str, best: float | None) -> ModelCheckpoint:
     return checkpoint
 
 
+def _direction(name: str) -> bool | None:
+    """As ``Executor.higher_is_better`` with acc and f1 configured (and ``hamming`` a distance)."""
+    return {"loss": False, "acc": True, "f1": True, "hamming": False}.get(name.rpartition("/")[2])
+
+
 def test_objective_is_the_best_checkpoint_score_of_the_monitor() -> None:
     metrics = {"val/acc": 0.8, "val/loss": 0.5}
-    entry = objective_entry(None, None, metrics, [_checkpoint("val/acc", "max", 0.9)])
+    entry = objective_entry(None, None, metrics, _checkpoint("val/acc", "max", 0.9), _direction)
     assert entry == {"name": "val/acc", "value": 0.9, "mode": "max"}
 
 
-def test_objective_named_by_optimized_metric_takes_its_final_value_and_a_watcher_mode() -> None:
-    callbacks = [_checkpoint("val/acc", "max", 0.9), EarlyStopping(monitor="val/loss", mode="min")]
-    assert objective_entry("val/loss", None, {"val/loss": 0.5}, callbacks) == {"name": "val/loss", "value": 0.5, "mode": "min"}
-    assert objective_entry("test/f1", None, {"test/f1": 0.7}, callbacks)["mode"] == "max"
-    assert objective_entry("train/loss", None, {}, [])["mode"] == "min"
-    assert objective_entry("val/acc", "minimize", {"val/acc": 0.8}, [])["mode"] == "min"
-    assert objective_entry(None, None, {"val/acc": 0.8}, []) is None
+def test_objective_named_by_optimized_metric_takes_its_final_value_and_the_metric_direction() -> None:
+    checkpoint = _checkpoint("val/acc", "max", 0.9)
+    assert objective_entry("val/loss", None, {"val/loss": 0.5}, checkpoint, _direction) == {
+        "name": "val/loss", "value": 0.5, "mode": "min"}
+    assert objective_entry("test/f1", None, {"test/f1": 0.7}, checkpoint, _direction)["mode"] == "max"
+    # The direction comes from the metric, not from its name: a distance is minimised.
+    assert objective_entry("val/hamming", None, {"val/hamming": 0.1}, None, _direction)["mode"] == "min"
+    assert objective_entry("train/loss", None, {}, None, _direction)["mode"] == "min"
+    assert objective_entry("val/acc", "minimize", {"val/acc": 0.8}, None, _direction)["mode"] == "min"
+    assert objective_entry(None, None, {"val/acc": 0.8}, None, _direction) is None
 
 
 def test_directions_accept_optuna_and_callback_spellings() -> None:

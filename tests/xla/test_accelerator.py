@@ -10,7 +10,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from declarative_train.accelerators.xla import XLAAccelerator, save, state_dict_to_cpu
+from declarative_train.accelerators.xla import XLAAccelerator, state_dict_to_cpu
+from declarative_train.checkpoint import CheckpointWriter
+from declarative_train.checkpoint import file as ckpt_file
 
 pytestmark = pytest.mark.xla
 
@@ -71,7 +73,7 @@ def test_bf16_autocast(accelerator: XLAAccelerator) -> None:
     assert torch.isfinite(model.weight.grad.cpu()).all()
 
 
-def test_save_loads_on_cpu_and_back_on_xla(accelerator: XLAAccelerator, tmp_path) -> None:
+def test_sealed_checkpoint_loads_on_cpu_and_back_on_xla(accelerator: XLAAccelerator, tmp_path) -> None:
     torch.manual_seed(0)
     model = accelerator.prepare_model(torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.ReLU()))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
@@ -79,11 +81,14 @@ def test_save_loads_on_cpu_and_back_on_xla(accelerator: XLAAccelerator, tmp_path
     accelerator.optimizer_step(optimizer)
     accelerator.mark_step()
 
-    path = tmp_path / "ckpt" / "last.pt"
+    path = tmp_path / "ckpt" / "last.ckpt"
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": 1}
-    assert save(state, path)
-    assert os.listdir(path.parent) == ["last.pt"]  # no temp file left behind
+    writer = CheckpointWriter()  # the same sealed path as on every device, after the CPU transfer
+    writer.write(accelerator.checkpoint_state(state), [path], background=True)
+    writer.close()
+    assert os.listdir(path.parent) == ["last.ckpt"]  # no temp file left behind
 
+    ckpt_file.verify(path)  # sealed: every byte covered by the integrity footer
     loaded = torch.load(path, map_location="cpu", weights_only=True)
     assert loaded["step"] == 1
     for key, value in model.state_dict().items():

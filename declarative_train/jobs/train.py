@@ -12,23 +12,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.build import build, seed_everything
-from declarative_train.engine.executor import Executor
-from declarative_train.engine.preemption import (
-    DEFAULT_SIGNALS,
-    Interrupted,
-    Preempted,
-    PreemptionHandler,
-)
-from declarative_train.loggers.hparams import run_hparams
-from declarative_train.resume import resume_checkpoint
+from declarative_train.engine import Executor
+from declarative_train.engine.preemption import DEFAULT_SIGNALS, PreemptionHandler
+from declarative_train.errors import Interrupted, Preempted, RunFailed
+from declarative_train.jobs.hparams import run_hparams
+from declarative_train.jobs.resume import resume_checkpoint
 from declarative_train.sweep.objective import objective_entry
 from declarative_train.utils.io import atomic_write_json
 
 log = logging.getLogger("declarative_train")
-
-
-class RunFailed(RuntimeError):
-    """The run failed; the message names what failed and where (rank, epoch, step)."""
 
 
 def run_job(cfg: DictConfig, on_executor: Callable[[Executor], None] | None = None) -> dict[str, Any]:
@@ -68,7 +60,8 @@ def run_job(cfg: DictConfig, on_executor: Callable[[Executor], None] | None = No
         for logger in executor.loggers:
             logger.log_hyperparams(run_hparams(cfg), {**results["val"], **results["test"]})
     except (Preempted, Interrupted) as exc:
-        stopped = {"status": exc.status, "error": str(exc), "resume_ckpt_path": getattr(exc, "ckpt_path", None)}
+        resume_path = exc.ckpt_path if isinstance(exc, Preempted) else None
+        stopped = {"status": exc.status, "error": str(exc), "resume_ckpt_path": resume_path}
         log.warning("%s", exc)
         if executor is not None:
             stopped = {**_results(cfg, executor, started), **stopped}
@@ -100,19 +93,19 @@ def objective(cfg: DictConfig, results: dict[str, Any]) -> float | None:
 def _results(cfg: DictConfig, executor: Executor, started: float) -> dict[str, Any]:
     metrics = executor.state.metrics
     compilations = executor.accelerator.num_compilations()
-    checkpoint = next((cb for cb in executor.callbacks.values() if hasattr(cb, "best_model_path")), None)
+    checkpoint = executor.checkpoint_callback
     return {
         "status": "ok",
-        "monitor": getattr(checkpoint, "monitor", None),
-        "best_model_path": getattr(checkpoint, "best_model_path", None) or None,
-        "best_model_score": getattr(checkpoint, "best_model_score", None),
+        "monitor": checkpoint.monitor if checkpoint is not None else None,
+        "best_model_path": (checkpoint.best_model_path or None) if checkpoint is not None else None,
+        "best_model_score": checkpoint.best_model_score if checkpoint is not None else None,
         "tested_ckpt_path": executor.tested_ckpt_path,
         "epochs": executor.state.epoch,
         "global_step": executor.state.global_step,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "stop_reason": executor.state.stop_reason or None,
         "objective": objective_entry(cfg.get("optimized_metric"), OmegaConf.select(cfg, "sweep.direction"),
-                                     metrics, executor.callbacks.values()),
+                                     metrics, checkpoint, executor.higher_is_better),
         "train": {k: v for k, v in metrics.items() if k.startswith("train/")},
         "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
         "test": {k: v for k, v in metrics.items() if k.startswith("test/")},

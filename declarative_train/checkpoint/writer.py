@@ -6,12 +6,11 @@ its tensors copied to CPU memory) and leaves ``torch.save``, sealing, fsync and 
 place to a writer thread. A state too large to copy (by default, more than a quarter of the
 available memory) is not copied: the loop thread serialises it into the temp file, which fixes
 the content without a second copy in memory, and only the rest runs on the writer thread.
-Every guarantee of ``ckpt_file`` stays: a file appears complete and synced, or not at all.
+Every guarantee of ``file`` stays: a file appears complete and synced, or not at all.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import os
@@ -21,7 +20,8 @@ from typing import Any
 
 import torch
 
-from declarative_train.engine import ckpt_file
+from declarative_train.checkpoint import file as ckpt_file
+from declarative_train.utils.tree import map_tensors, tensor_bytes
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class CheckpointWriter:
     """Writes checkpoints one at a time, the slow part optionally on a writer thread.
 
     At most one write is in flight: the next :meth:`write` and :meth:`wait` wait for it first and
-    raise its error (a :class:`~declarative_train.engine.ckpt_file.CheckpointError`) there. The
+    raise its error (a :class:`~declarative_train.errors.CheckpointError`) there. The
     thread is started at the first background write and kept until :meth:`close` (starting one
     per save costs more than a small model's save); a process that ends normally finishes the
     write before it exits.
@@ -73,7 +73,7 @@ class CheckpointWriter:
             _write(obj, paths, then, flush_early=None)
             return
         limit = self.snapshot_limit_bytes if self.snapshot_limit_bytes is not None else available_memory() // 4
-        if ckpt_file.tensor_bytes(obj) <= limit:
+        if tensor_bytes(obj) <= limit:
             # No early flushing: on the writer thread nobody waits for the final fsync.
             job = functools.partial(_write, snapshot(obj), paths, then, flush_early=False)
         else:
@@ -125,27 +125,11 @@ def snapshot(state: Any) -> Any:
     ``_metadata``), tensors copied to the CPU (a tensor that appears twice, like tied weights, is
     copied once), everything else is shared: checkpoint states hold only immutable leaves.
     """
-    copies: dict[int, torch.Tensor] = {}
+    return map_tensors(state, _copy_to_cpu, memo={})
 
-    def walk(obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor):
-            if id(obj) not in copies:
-                copies[id(obj)] = obj.detach().clone() if obj.device.type == "cpu" else obj.detach().cpu()
-            return copies[id(obj)]
-        if isinstance(obj, dict):
-            out = type(obj)((key, walk(value)) for key, value in obj.items())
-            if getattr(obj, "__dict__", None):
-                out.__dict__.update(copy.deepcopy(obj.__dict__))
-            return out
-        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-            return type(obj)(*(walk(value) for value in obj))
-        if isinstance(obj, (list, tuple, set)):
-            if ckpt_file.is_flat(obj):
-                return obj if type(obj) is tuple else type(obj)(obj)
-            return type(obj)(walk(value) for value in obj)
-        return obj
 
-    return walk(state)
+def _copy_to_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().clone() if tensor.device.type == "cpu" else tensor.detach().cpu()
 
 
 def available_memory() -> int:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from declarative_train.engine import ckpt_file
-from declarative_train.engine.ckpt_file import CheckpointError
+from declarative_train.checkpoint import file as ckpt_file
+from declarative_train.errors import CheckpointError
 
 
 def _state() -> dict[str, object]:
@@ -124,7 +124,7 @@ def test_a_folder_that_cannot_be_created_gives_a_clear_error(tmp_path: Path) -> 
 
 _FULL_DISK = """
 import resource, sys, torch
-from declarative_train.engine import ckpt_file
+from declarative_train.checkpoint import file as ckpt_file
 path = sys.argv[1]
 ckpt_file.write({"small": torch.zeros(10)}, [path])
 resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # writes past 200 kB fail (EFBIG)

@@ -22,7 +22,13 @@ import torch
 import torch.multiprocessing as mp
 from omegaconf import DictConfig, OmegaConf
 
+from declarative_train.distributed.group import leave_process_group
 from declarative_train.distributed.plan import LaunchPlan
+from declarative_train.engine import Event
+from declarative_train.errors import RunFailed
+from declarative_train.jobs.train import run_job
+from declarative_train.launch.logs import configure_worker_logging
+from declarative_train.launch.resolved import from_container
 
 log = logging.getLogger("declarative_train")
 
@@ -42,8 +48,6 @@ class SpawnOutcome:
 def launch(cfg: DictConfig, plan: LaunchPlan) -> SpawnOutcome:
     """Run the job on ``plan.devices`` spawned workers; return rank 0's results and weights."""
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
-
-    from declarative_train.run import RunFailed
 
     config = OmegaConf.to_container(cfg, resolve=True)
     queue = mp.get_context("spawn").SimpleQueue()
@@ -71,12 +75,6 @@ def launch(cfg: DictConfig, plan: LaunchPlan) -> SpawnOutcome:
 
 
 def _worker(index: int, world_size: int, port: int, config: dict[str, Any], queue: Any) -> None:
-    from declarative_train.distributed.group import leave_process_group
-    from declarative_train.distributed.logs import configure_worker_logging
-    from declarative_train.distributed.resolved import from_container
-    from declarative_train.engine.events import Event
-    from declarative_train.run import run_job
-
     # A spawned child inherits "spawn" as its default start method, which would make every
     # DataLoader worker re-import torch each epoch; use the platform's default (fork on Linux).
     multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)

@@ -11,9 +11,10 @@ import torch
 
 from declarative_train import Executor
 from declarative_train.callbacks import ModelCheckpoint
-from declarative_train.engine import ckpt_file
-from declarative_train.engine.ckpt_file import CheckpointError, tensor_bytes
-from declarative_train.engine.ckpt_writer import CheckpointWriter, available_memory, snapshot
+from declarative_train.checkpoint import file as ckpt_file
+from declarative_train.checkpoint.writer import CheckpointWriter, available_memory, snapshot
+from declarative_train.errors import CheckpointError
+from declarative_train.utils.tree import tensor_bytes
 
 
 @pytest.mark.parametrize("limit", [None, 0], ids=["copied in memory", "serialised on the caller"])

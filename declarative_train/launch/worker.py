@@ -1,4 +1,4 @@
-"""A worker process: ``python -m declarative_train.distributed.worker RUN_DIR``.
+"""A worker process: ``python -m declarative_train.launch.worker RUN_DIR``.
 
 Started by the elastic agent (``strategy=ddp``), or run in-process by the other ranks under an
 external launcher. It reads the resolved config the launching process wrote into ``RUN_DIR`` (never
@@ -20,17 +20,18 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from declarative_train.distributed.env import detect, restart_count
-from declarative_train.distributed.logs import configure_worker_logging
-from declarative_train.distributed.resolved import load_resolved
+from declarative_train.distributed.group import leave_process_group
+from declarative_train.errors import RunFailed
+from declarative_train.jobs.resume import newest_last_checkpoint
+from declarative_train.jobs.train import run_job
+from declarative_train.launch.logs import configure_worker_logging
+from declarative_train.launch.resolved import load_resolved
 
 log = logging.getLogger("declarative_train")
 
 
 def run_worker(run_dir: str | Path) -> dict[str, Any]:
     """Run the job in ``run_dir`` as the rank the environment names; return its results."""
-    from declarative_train.distributed.group import leave_process_group
-    from declarative_train.run import run_job
-
     process = detect()
     if process is None:
         raise RuntimeError("a worker needs RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT")
@@ -48,8 +49,6 @@ def run_worker(run_dir: str | Path) -> dict[str, Any]:
 
 def resume_from_last(cfg: DictConfig) -> None:
     """Point ``cfg.ckpt_path`` at the newest ``last.ckpt`` in the run folder, if there is one."""
-    from declarative_train.resume import newest_last_checkpoint
-
     last = newest_last_checkpoint(cfg.paths.output_dir)
     if last is None:
         log.info("elastic restart %d: no last.ckpt yet, starting over", restart_count())
@@ -73,13 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; exit status 0 on success, 1 on failure (the message goes to the error file)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m declarative_train.distributed.worker RUN_DIR", file=sys.stderr)
+        print("usage: python -m declarative_train.launch.worker RUN_DIR", file=sys.stderr)
         return 2
     try:
         run_worker(args[0])
     except Exception as exc:
-        from declarative_train.run import RunFailed
-
         message = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, RunFailed):  # run_job has logged its own failures
             log.exception("%s", message)

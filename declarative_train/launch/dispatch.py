@@ -6,10 +6,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from declarative_train.distributed import elastic, external, spawn
-from declarative_train.distributed.base import Distribution, SingleProcess
-from declarative_train.distributed.env import detect
 from declarative_train.distributed.plan import make_plan
+from declarative_train.jobs.train import run_job
+from declarative_train.launch import elastic, external, spawn
 
 
 def launch_job(cfg: DictConfig) -> dict[str, Any]:
@@ -19,8 +18,6 @@ def launch_job(cfg: DictConfig) -> dict[str, Any]:
     workers through torch.distributed.elastic, ``ddp_spawn`` through ``torch.multiprocessing``,
     and ``single``/``xla`` run here.
     """
-    from declarative_train.run import run_job
-
     process = external.external_process()
     if process is not None:
         return external.lead_job(cfg, process)
@@ -30,18 +27,3 @@ def launch_job(cfg: DictConfig) -> dict[str, Any]:
     if plan.strategy == "ddp_spawn":
         return spawn.launch(cfg, plan).results
     return run_job(cfg)
-
-
-def build_distribution(cfg: DictConfig) -> Distribution:
-    """The distribution of this process: DDP when it is one rank of several, else one process."""
-    from declarative_train.distributed.ddp import DDPDistribution
-
-    process = detect()
-    if process is None or process.world_size < 2:
-        return SingleProcess()
-    acc = cfg.accelerator
-    return DDPDistribution(
-        process, backend=acc.backend, timeout_s=acc.timeout_s,
-        find_unused_parameters=acc.find_unused_parameters, sync_batchnorm=acc.sync_batchnorm,
-        seed=cfg.seed,
-    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from declarative_train.distributed.logs import redirect_file_logs
+from declarative_train.launch.logs import redirect_file_logs
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ Writing comes in two parts. :func:`begin` runs ``torch.save`` into a temp file i
 folder (optionally while a helper thread flushes the written part to disk, so that a final fsync
 has little left to do). :meth:`PendingWrite.finish` seals it, fsyncs, then renames it over the
 target; other targets get a hard link to the same file (a copy where links are not supported),
-each placed by rename. The second part can run on another thread (see ``ckpt_writer``). A crash at
+each placed by rename. The second part can run on another thread (see ``writer``). A crash at
 any moment leaves every target either old or new.
 """
 
@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from declarative_train.errors import CheckpointError
 from declarative_train.utils.io import fsync_dir
+from declarative_train.utils.tree import tensor_bytes
 
 FOOTER_PREFIX = b"declarative_train.ckpt digest="
 FOOTER_SIZE = len(FOOTER_PREFIX) + 32  # two 64-bit sums in hex
@@ -45,10 +47,6 @@ _FLUSH_EVERY_S = 0.05
 #: States with more tensor bytes than this are flushed to disk while ``torch.save`` writes them.
 FLUSH_EARLY_BYTES = 64 << 20
 _TORCH_CRC = threading.Lock()
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be written or used: unreadable, corrupt, or for another model."""
 
 
 def write(obj: Any, paths: Sequence[str | os.PathLike[str]]) -> None:
@@ -148,32 +146,6 @@ def verify(path: str | os.PathLike[str]) -> None:
         raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
     except OSError as exc:
         raise CheckpointError(f"checkpoint {path} cannot be read: {_reason(exc)}") from None
-
-
-def tensor_bytes(obj: Any) -> int:
-    """Bytes of the distinct tensors inside ``obj`` (nested in dicts, lists, tuples and sets)."""
-    seen: dict[int, int] = {}
-
-    def walk(item: Any) -> None:
-        if isinstance(item, torch.Tensor):
-            seen[id(item)] = item.nelement() * item.element_size()
-        elif isinstance(item, dict):
-            for value in item.values():
-                walk(value)
-        elif isinstance(item, (list, tuple, set)) and not is_flat(item):
-            for value in item:
-                walk(value)
-
-    walk(obj)
-    return sum(seen.values())
-
-
-_ATOMS = frozenset({int, float, bool, str, bytes, complex, type(None)})
-
-
-def is_flat(items: Any) -> bool:
-    """Whether a sequence holds only numbers, strings and ``None`` (a python RNG state: 625 ints)."""
-    return all(type(item) in _ATOMS for item in items)
 
 
 def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:

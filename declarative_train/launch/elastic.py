@@ -1,7 +1,7 @@
 """``strategy=ddp``: workers started by torch.distributed.elastic (the engine behind ``torchrun``).
 
 The launching process has composed and validated the config; it writes the resolved config into
-the run folder and starts ``python -m declarative_train.distributed.worker RUN_DIR`` once per
+the run folder and starts ``python -m declarative_train.launch.worker RUN_DIR`` once per
 device: fresh interpreters, so DataLoader workers and everything else behave as in a plain script.
 The agent watches them every 0.1 s; when one fails it stops the others, and :func:`launch` raises
 ``RunFailed`` naming the failed rank (after ``max_restarts`` elastic restarts, if configured). A
@@ -22,16 +22,16 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from declarative_train.distributed import nodes
-from declarative_train.distributed.logs import quiet_torch_elastic
 from declarative_train.distributed.plan import LaunchPlan
-from declarative_train.distributed.resolved import write_resolved
-from declarative_train.engine.preemption import Interrupted
+from declarative_train.errors import Interrupted, RunFailed
+from declarative_train.launch import nodes
+from declarative_train.launch.logs import quiet_torch_elastic
+from declarative_train.launch.resolved import write_resolved
 from declarative_train.utils.io import atomic_write_json
 
 log = logging.getLogger("declarative_train")
 
-WORKER_MODULE = "declarative_train.distributed.worker"
+WORKER_MODULE = "declarative_train.launch.worker"
 MONITOR_INTERVAL_S = 0.1
 
 
@@ -40,8 +40,6 @@ def launch(cfg: DictConfig, plan: LaunchPlan) -> dict[str, Any]:
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    from declarative_train.run import RunFailed
 
     acc = cfg.accelerator
     run_dir = Path(cfg.paths.output_dir)
@@ -71,7 +69,7 @@ def launch(cfg: DictConfig, plan: LaunchPlan) -> dict[str, Any]:
         mark_ended(run_dir, "failed", message)
         raise RunFailed(message) from None
     except SignalException as exc:  # the agent has stopped the workers
-        stopped = WorkersStopped(int(exc.sigval), run_dir)
+        stopped = workers_stopped(int(exc.sigval), run_dir)
         mark_ended(run_dir, stopped.status, str(stopped))
         raise stopped from None
     finally:
@@ -80,13 +78,10 @@ def launch(cfg: DictConfig, plan: LaunchPlan) -> dict[str, Any]:
     return read_results(run_dir)
 
 
-class WorkersStopped(Interrupted):
-    """A signal to the launching process (SIGTERM, Ctrl-C) stopped the workers; exit 128 + signal."""
-
-    def __init__(self, signum: int, run_dir: Path) -> None:
-        super().__init__(signum)
-        self.args = (f"{signal.Signals(signum).name} received: workers stopped; continue from the newest "
-                     f"last.ckpt with resume=auto resume_dir={run_dir}",)
+def workers_stopped(signum: int, run_dir: Path) -> Interrupted:
+    """The error for a signal to the launching process (SIGTERM, Ctrl-C) that stopped the workers."""
+    return Interrupted(signum, f"{signal.Signals(signum).name} received: workers stopped; continue from the "
+                               f"newest last.ckpt with resume=auto resume_dir={run_dir}")
 
 
 def describe_failure(exc: Any) -> str:

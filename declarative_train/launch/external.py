@@ -4,7 +4,7 @@ Every process of the job runs ``dtrain`` with the same command line. Rank 0 alon
 Hydra (compose, validate, create the run folder, write ``.hydra/``); for each job it writes the
 resolved config into the folder and publishes the folder's path in the job's store. The other
 ranks never compose: they wait for the path, read the resolved config and run the job as workers
-(:func:`declarative_train.distributed.worker.run_worker`). This repeats for every job of a ``-m``
+(:func:`declarative_train.launch.worker.run_worker`). This repeats for every job of a ``-m``
 sweep; at the end rank 0 publishes its exit status, which the other ranks exit with too (so a
 command line that fails validation exits 2 on every rank).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -22,8 +21,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from declarative_train.distributed.env import ProcessEnv, detect, export, restart_count
-from declarative_train.distributed.logs import tag_rank
+from declarative_train.distributed.group import leave_process_group
 from declarative_train.distributed.store import JOB_VAR, env_store
+from declarative_train.jobs.train import run_job
+from declarative_train.launch.logs import tag_rank
+from declarative_train.launch.resolved import write_resolved
+from declarative_train.launch.worker import run_worker
 
 log = logging.getLogger("declarative_train")
 
@@ -51,15 +54,26 @@ def _key(job: int) -> str:
     return f"dtrain/jobs/{restart_count()}/{job}"
 
 
+def follower() -> ProcessEnv | None:
+    """This process, when it is a rank other than 0 of a job an external launcher started.
+
+    Such a rank never composes a config: ``dtrain`` runs :func:`follow` instead and exits with
+    its result.
+    """
+    process = external_process()
+    return process if process is not None and process.world_size > 1 and process.rank != 0 else None
+
+
 @contextlib.contextmanager
-def rank_roles() -> Iterator[None]:
-    """Around ``dtrain``'s main: non-zero ranks follow rank 0's jobs and exit; rank 0 leads."""
+def leading() -> Iterator[None]:
+    """Around ``dtrain``'s main on rank 0 of an external launch: publish each job, then the exit status.
+
+    Elsewhere (one process, or ``dtrain``'s own workers) it does nothing.
+    """
     process = external_process()
     if process is None or process.world_size < 2:
         yield
         return
-    if process.rank != 0:
-        sys.exit(follow(process))
     _Leader.active = True
     code: Any = 0
     try:
@@ -76,8 +90,6 @@ def rank_roles() -> Iterator[None]:
 
 def follow(process: ProcessEnv) -> int:
     """Run each job rank 0 publishes; return rank 0's exit status (1 if a job fails here)."""
-    from declarative_train.distributed.worker import run_worker
-
     store = env_store()
     job = 0
     while True:
@@ -97,10 +109,6 @@ def follow(process: ProcessEnv) -> int:
 
 def lead_job(cfg: DictConfig, process: ProcessEnv) -> dict[str, Any]:
     """Run one job as ``process``'s rank, publishing the run folder first when this is rank 0."""
-    from declarative_train.distributed.group import leave_process_group
-    from declarative_train.distributed.resolved import write_resolved
-    from declarative_train.run import run_job
-
     if process.world_size < 2:
         return run_job(cfg)
     run_dir = str(cfg.paths.output_dir)

@@ -1,0 +1,78 @@
+"""The loaders of each stage: built once, sharded by the distribution, counted by the settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from declarative_train.accelerators import Accelerator
+from declarative_train.data.resumable import ResumableSampler, train_loader
+from declarative_train.distributed import Distribution
+from declarative_train.engine.batches import fast_dev_run_batches, limit_batches
+from declarative_train.engine.settings import TrainerSettings
+
+
+class StageLoaders:
+    """Builds (once, so persistent workers survive epochs) and sizes the loader of each split.
+
+    Overfitting (``overfit_batches``) trains and validates on the same unshuffled batches.
+    """
+
+    def __init__(self, data: Any, settings: TrainerSettings, accelerator: Accelerator,
+                 distribution: Distribution, seed: int) -> None:
+        self.data = data
+        self.settings = settings
+        self.accelerator = accelerator
+        self.distribution = distribution
+        self.seed = seed
+        self.fast_dev_run = fast_dev_run_batches(settings.fast_dev_run)
+        self.overfitting = settings.overfit_batches not in (0, 0.0)
+        #: The train loader's sampler when the loader uses it (resuming then skips without loading).
+        self.train_sampler: ResumableSampler | None = None
+        self._loaders: dict[str, Any] = {}
+
+    def has(self, split: str) -> bool:
+        """Whether the stage has data (validation has it when overfitting)."""
+        return self.data.has_split(split) or (split == "val" and self.overfitting)
+
+    def get(self, split: str) -> Any:
+        """The (cached) loader for ``split``."""
+        if split not in self._loaders:
+            self._loaders[split] = self._build(split)
+        return self._loaders[split]
+
+    def count(self, split: str, loader: Any) -> int:
+        """Batches the stage runs out of ``loader`` (limits, fractions, ``fast_dev_run``)."""
+        if loader is None:
+            return 0
+        s = self.settings
+        if self.fast_dev_run:
+            return min(len(loader), self.fast_dev_run)
+        if self.overfitting and split in ("train", "val"):
+            return limit_batches(len(loader), s.overfit_batches)
+        limit = {"train": s.limit_train_batches, "val": s.limit_val_batches, "test": s.limit_test_batches}
+        return limit_batches(len(loader), limit.get(split, 1.0))
+
+    def estimated_steps(self, num_train_batches: int) -> int:
+        """Optimizer steps fit will take (for schedulers that need the total, like OneCycle)."""
+        s = self.settings
+        per_epoch = -(-num_train_batches // s.accumulate_grad_batches)
+        epochs = 1 if self.fast_dev_run else s.max_epochs
+        by_epochs = per_epoch * epochs if epochs >= 0 else None
+        if s.max_steps >= 0:
+            return min(s.max_steps, by_epochs) if by_epochs is not None else s.max_steps
+        return by_epochs or 1
+
+    def _build(self, split: str) -> Any:
+        if self.overfitting and split == "val":
+            split = "train"  # overfitting validates on the very batches it trains on
+        shuffle = split == "train" and not self.overfitting
+        datasets = self.data.datasets
+        sampler = self.distribution.sampler(datasets[split], shuffle=shuffle, seed=self.seed) \
+            if split in datasets else None
+        if split != "train":
+            return self.accelerator.wrap_loader(self.data.dataloader(split, shuffle=shuffle, sampler=sampler))
+        # Under DDP the order comes from the distributed sampler; this seed then only seeds the
+        # DataLoader workers, which should differ per rank (augmentations).
+        loader, self.train_sampler = train_loader(self.data, sampler, shuffle=shuffle,
+                                                  seed=self.seed + self.distribution.rank)
+        return self.accelerator.wrap_loader(loader)

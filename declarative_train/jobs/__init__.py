@@ -1,0 +1,1 @@
+"""One job from a validated config: ``train`` (fit, test, results.json), ``evaluate`` (a checkpoint)."""
