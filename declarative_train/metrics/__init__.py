@@ -3,6 +3,9 @@
 Stateful metric classes (``update`` / ``compute`` / ``reset``) that synchronise across processes
 automatically, a :class:`MetricCollection`, a functional API in :mod:`.functional`, base classes
 for custom metrics and a bridge to any ``sklearn.metrics`` function (imported lazily).
+
+Every metric says whether larger values are better in ``higher_is_better`` (``None``: no
+direction). The classification settings are checked once into a :class:`ClassificationArgs`.
 """
 
 from declarative_train.metrics.base_classes import NumpyMetric, TensorMetric
@@ -26,8 +29,9 @@ from declarative_train.metrics.classification import (
     StatScores,
 )
 from declarative_train.metrics.collection import MetricCollection
+from declarative_train.metrics.functional.args import ClassificationArgs, ClassificationOptions
 from declarative_train.metrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
-from declarative_train.metrics.metric import Metric
+from declarative_train.metrics.metric import Metric, MetricOptions
 from declarative_train.metrics.regression import (
     ExplainedVariance,
     MeanAbsoluteError,
@@ -47,6 +51,8 @@ __all__ = [
     "Accuracy",
     "AveragePrecision",
     "COLLECTIVE_COUNTER",
+    "ClassificationArgs",
+    "ClassificationOptions",
     "CohenKappa",
     "ConfusionMatrix",
     "Dice",
@@ -62,6 +68,7 @@ __all__ = [
     "MeanSquaredLogError",
     "Metric",
     "MetricCollection",
+    "MetricOptions",
     "NumpyMetric",
     "PeakSignalNoiseRatio",
     "PearsonCorrCoef",

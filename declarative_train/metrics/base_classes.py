@@ -23,6 +23,8 @@ class TensorMetric(Metric):
     call (or ``update``) also records the local value; ``compute()`` reduces all recorded values
     of all calls and ranks with the same op.
 
+    Set ``higher_is_better`` in the subclass when the value has a direction.
+
     Args:
         name: a display name (default: the class name).
         reduce_op: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"``.
@@ -42,6 +44,7 @@ class TensorMetric(Metric):
     """
 
     values: list[Tensor]
+    higher_is_better = None  # a subclass says
 
     def __init__(
         self,

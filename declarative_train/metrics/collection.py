@@ -26,7 +26,8 @@ class MetricCollection(nn.Module):
 
     ``compute()`` returns ``{prefix + name + postfix: value}``. In a distributed run, the states
     of all members are synchronised in one round of collectives (see :mod:`.sync`). Keyword
-    arguments given to ``update`` reach only the members whose ``update`` accepts them.
+    arguments given to ``update`` reach only the members whose ``update`` accepts them. A
+    member's direction is ``coll[key].higher_is_better`` (by result key or member name).
 
     Args:
         metrics: a dict ``{name: metric}`` or a list of metrics (named after their class).
@@ -40,6 +41,8 @@ class MetricCollection(nn.Module):
         >>> coll.update(torch.tensor([[2.0, 0.1, 0.3], [0.1, 3.0, 0.2]]), torch.tensor([0, 2]))
         >>> coll.compute()
         {'val/acc': tensor(0.5000)}
+        >>> coll["val/acc"].higher_is_better
+        True
         >>> coll.reset()
     """
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
+from declarative_train.metrics._signature import with_base_params
+from declarative_train.metrics._typing import Unpack
 from declarative_train.metrics.functional import image as F
 from declarative_train.metrics.functional._checks import check_regression_inputs
-from declarative_train.metrics.metric import Metric
+from declarative_train.metrics.metric import Metric, MetricOptions
 
 
 class PeakSignalNoiseRatio(Metric):
@@ -27,13 +27,15 @@ class PeakSignalNoiseRatio(Metric):
     count: Tensor
     target_min: Tensor
     target_max: Tensor
+    higher_is_better = True
 
+    @with_base_params(Metric.__init__)
     def __init__(
         self,
         data_range: float | None = None,
         base: float = 10.0,
         validate_args: bool = True,
-        **kwargs: Any,
+        **kwargs: Unpack[MetricOptions],
     ) -> None:
         super().__init__(**kwargs)
         self.data_range, self.base, self.validate_args = data_range, base, validate_args
@@ -83,7 +85,9 @@ class StructuralSimilarityIndexMeasure(Metric):
 
     total: Tensor
     count: Tensor
+    higher_is_better = True
 
+    @with_base_params(Metric.__init__)
     def __init__(
         self,
         data_range: float | None = None,
@@ -93,7 +97,7 @@ class StructuralSimilarityIndexMeasure(Metric):
         k2: float = 0.03,
         gaussian_kernel: bool = True,
         validate_args: bool = True,
-        **kwargs: Any,
+        **kwargs: Unpack[MetricOptions],
     ) -> None:
         super().__init__(**kwargs)
         self.data_range, self.kernel_size, self.sigma = data_range, kernel_size, sigma

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
+from declarative_train.metrics._signature import with_base_params
+from declarative_train.metrics._typing import Unpack
 from declarative_train.metrics.functional import regression as F
 from declarative_train.metrics.functional._checks import check_choice
-from declarative_train.metrics.metric import Metric
+from declarative_train.metrics.metric import Metric, MetricOptions
+
+
+class _MomentOptions(MetricOptions, total=False):
+    validate_args: bool
 
 
 class _MeanError(Metric):
     total: Tensor
     count: Tensor
     kind = "se"
+    higher_is_better = False
 
-    def __init__(self, validate_args: bool = True, **kwargs: Any) -> None:
+    @with_base_params(Metric.__init__)
+    def __init__(self, validate_args: bool = True, **kwargs: Unpack[MetricOptions]) -> None:
         super().__init__(**kwargs)
         self.validate_args = validate_args
         self.add_state(
@@ -100,8 +106,12 @@ class MeanAbsolutePercentageError(_MeanError):
 
 class _Moments(Metric):
     moments: Tensor
+    higher_is_better = True
 
-    def __init__(self, num_outputs: int = 1, validate_args: bool = True, **kwargs: Any) -> None:
+    @with_base_params(Metric.__init__)
+    def __init__(
+        self, num_outputs: int = 1, validate_args: bool = True, **kwargs: Unpack[MetricOptions]
+    ) -> None:
         super().__init__(**kwargs)
         if not (isinstance(num_outputs, int) and num_outputs >= 1):
             raise ValueError(
@@ -124,12 +134,15 @@ class _Moments(Metric):
 
 
 class _WithMultioutput(_Moments):
+    higher_is_better = True
+
+    @with_base_params(_Moments.__init__)
     def __init__(
         self,
         num_outputs: int = 1,
         multioutput: str = "uniform_average",
         force_finite: bool = True,
-        **kwargs: Any,
+        **kwargs: Unpack[_MomentOptions],
     ) -> None:
         check_choice(type(self).__name__, "multioutput", multioutput, F.MULTIOUTPUT)
         super().__init__(num_outputs, **kwargs)
@@ -189,8 +202,12 @@ class SpearmanCorrCoef(Metric):
 
     preds: list[Tensor]
     target: list[Tensor]
+    higher_is_better = True
 
-    def __init__(self, num_outputs: int = 1, validate_args: bool = True, **kwargs: Any) -> None:
+    @with_base_params(Metric.__init__)
+    def __init__(
+        self, num_outputs: int = 1, validate_args: bool = True, **kwargs: Unpack[MetricOptions]
+    ) -> None:
         super().__init__(**kwargs)
         self.num_outputs = num_outputs
         self.validate_args = validate_args

@@ -1,94 +1,138 @@
-"""Common base of the classification metrics that accumulate confusion counts."""
+"""Common bases of the classification metric classes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
+import attrs
 import torch
 from torch import Tensor
 
+from declarative_train.metrics._signature import with_base_params
+from declarative_train.metrics._typing import Unpack
 from declarative_train.metrics.functional import _stats
-from declarative_train.metrics.functional._checks import AVERAGES, check_task_args
-from declarative_train.metrics.metric import Metric
+from declarative_train.metrics.functional.args import (
+    ClassificationArgs,
+    ClassificationOptions,
+    TaskOptions,
+)
+from declarative_train.metrics.metric import Metric, MetricOptions
 
 
-class CountMetric(Metric):
-    """Accumulates a confusion-count state (see :func:`_stats.update_state`) summed over batches.
+class ClassificationMetricOptions(TaskOptions, MetricOptions, total=False):
+    """Keyword arguments of :class:`ClassificationMetric` that its subclasses pass on."""
 
-    Args:
-        task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        num_classes: number of classes (multiclass).
-        num_labels: number of labels (multilabel).
-        average: ``"micro"``, ``"macro"``, ``"weighted"`` or ``"none"`` (ignored for binary).
-        threshold: probability threshold for binary/multilabel scores (logits are sigmoided).
-        top_k: a multiclass prediction is correct if the target is among the ``top_k`` scores.
-        ignore_index: target value to leave out.
-        zero_division: value of a 0/0 score: 0, 1 or nan.
-        validate_args: check inputs on every update (one host sync per batch); ``False`` for speed.
-        kwargs: options of :class:`Metric` (``sync_on_compute``, ``dist_sync_on_step`` ...).
+    average: str | None
+
+
+class _CountSettings(TypedDict, total=False):
+    threshold: float
+    top_k: int
+    zero_division: float
+
+
+class _PassedOn(_CountSettings, MetricOptions, total=False):
+    """Settings that only some subclasses take (passed on by them), and the Metric options."""
+
+
+_PASSED_ON = _CountSettings.__optional_keys__
+
+
+class ClassificationMetric(Metric):
+    """A metric whose settings are checked once into :attr:`args`, a
+    :class:`~declarative_train.metrics.functional.args.ClassificationArgs` (which documents them).
+
+    This class names the settings of every classification metric; a subclass names the ones it
+    adds (``threshold``, ``thresholds`` ...) in its own ``__init__``, so that the signature of
+    each class lists every accepted name (config validation relies on it). All settings after
+    ``task`` are keywords. ``average=None`` takes the class default (``default_average``).
     """
 
-    confmat: Tensor
+    args: ClassificationArgs
     default_average = "micro"
-    averages: tuple[str, ...] = AVERAGES
-    supports_top_k = True
 
+    @with_base_params(Metric.__init__)
     def __init__(
         self,
         task: str,
+        *,
         num_classes: int | None = None,
         num_labels: int | None = None,
         average: str | None = None,
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+        **kwargs: Unpack[_PassedOn],
+    ) -> None:
+        options: dict[str, Any] = dict(kwargs)
+        settings = {name: options.pop(name) for name in _PASSED_ON if name in options}
+        super().__init__(**options)
+        self.args = ClassificationArgs(
+            metric=type(self).__name__,
+            task=task,
+            num_classes=num_classes,
+            num_labels=num_labels,
+            average=self.default_average if average is None else average,
+            ignore_index=ignore_index,
+            validate_args=validate_args,
+            **settings,
+        )
+
+    @property
+    def validate_args(self) -> bool:
+        """Whether each update checks its inputs (one host sync per batch).
+
+        Settable: the executor checks the first batch of an evaluation and then turns it off.
+        """
+        return self.args.validate_args
+
+    @validate_args.setter
+    def validate_args(self, value: bool) -> None:
+        self.args = attrs.evolve(self.args, validate_args=value)
+
+    def __repr__(self) -> str:
+        a = self.args
+        n = a.num_classes if a.task == "multiclass" else a.num_labels
+        return f"{type(self).__name__}(task={a.task!r}, n={n}, average={a.average!r})"
+
+
+class CountMetricOptions(ClassificationOptions, MetricOptions, total=False):
+    """Keyword arguments of :class:`CountMetric` after ``task`` (for subclasses that forward them)."""
+
+
+class CountMetric(ClassificationMetric):
+    """Accumulates a confusion-count state (see :func:`_stats.update_state`) summed over batches.
+
+    Adds ``threshold``, ``top_k`` and ``zero_division`` to the settings of
+    :class:`ClassificationMetric`; the options of :class:`Metric` (``sync_on_compute`` ...)
+    follow as keywords.
+    """
+
+    confmat: Tensor
+    supports_top_k = True
+
+    @with_base_params(ClassificationMetric.__init__)
+    def __init__(
+        self,
+        task: str,
+        *,
         threshold: float = 0.5,
         top_k: int = 1,
-        ignore_index: int | None = None,
         zero_division: float = 0.0,
-        validate_args: bool = True,
-        **kwargs: Any,
+        **kwargs: Unpack[ClassificationMetricOptions],
     ) -> None:
-        super().__init__(**kwargs)
-        name = type(self).__name__
         if top_k != 1 and not self.supports_top_k:
-            raise ValueError(f"{name}: argument `top_k` is not supported")
-        average = self.default_average if average is None else average
-        self.average = check_task_args(
-            name,
-            task,
-            num_classes,
-            num_labels,
-            average,
-            threshold,
-            top_k,
-            zero_division,
-            self.averages,
+            raise ValueError(f"{type(self).__name__}: argument `top_k` is not supported")
+        super().__init__(
+            task, threshold=threshold, top_k=top_k, zero_division=zero_division, **kwargs
         )
-        self.task = task
-        self.num_classes = num_classes
-        self.num_labels = num_labels
-        self.threshold = float(threshold)
-        self.top_k = top_k
-        self.ignore_index = ignore_index
-        self.zero_division = float(zero_division)
-        self.validate_args = validate_args
-        shape = _stats.state_shape(task, num_classes, num_labels, top_k)
+        shape = _stats.state_shape(self.args)
         self.add_state(
             "confmat", torch.zeros(shape, dtype=torch.long), reduce="sum", persistent=True
         )
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add the counts of one batch of ``preds`` (labels, probabilities or logits) and ``target``."""
-        self.confmat += _stats.update_state(
-            type(self).__name__,
-            self.task,
-            preds,
-            target,
-            self.num_classes,
-            self.num_labels,
-            self.threshold,
-            self.top_k,
-            self.ignore_index,
-            self.validate_args,
-        )
+        self.confmat += _stats.update_state(self.args, preds, target)
 
     def compute(self) -> Tensor:
         """The metric over everything accumulated since the last reset."""
@@ -96,7 +140,3 @@ class CountMetric(Metric):
 
     def _from_state(self, state: Tensor) -> Tensor:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        n = self.num_classes if self.task == "multiclass" else self.num_labels
-        return f"{type(self).__name__}(task={self.task!r}, n={n}, average={self.average!r})"

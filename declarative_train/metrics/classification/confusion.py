@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
-from declarative_train.metrics.classification._base import CountMetric
+from declarative_train.metrics._signature import with_base_params
+from declarative_train.metrics._typing import Unpack
+from declarative_train.metrics.classification._base import CountMetric, CountMetricOptions
 from declarative_train.metrics.functional import confusion as F
 from declarative_train.metrics.functional._checks import check_choice
 
@@ -23,8 +23,12 @@ class ConfusionMatrix(CountMetric):
     """
 
     supports_top_k = False
+    higher_is_better = None
 
-    def __init__(self, task: str, normalize: str | None = None, **kwargs: Any) -> None:
+    @with_base_params(CountMetric.__init__)
+    def __init__(
+        self, task: str, normalize: str | None = None, **kwargs: Unpack[CountMetricOptions]
+    ) -> None:
         check_choice(type(self).__name__, "normalize", normalize, F.NORMALIZE)
         super().__init__(task, **kwargs)
         self.normalize = normalize
@@ -43,9 +47,10 @@ class MatthewsCorrCoef(CountMetric):
     """
 
     supports_top_k = False
+    higher_is_better = True
 
     def _from_state(self, state: Tensor) -> Tensor:
-        return F.mcc_from_state(self.task, state)
+        return F.mcc_from_state(self.args, state)
 
 
 class CohenKappa(CountMetric):
@@ -58,11 +63,15 @@ class CohenKappa(CountMetric):
     """
 
     supports_top_k = False
+    higher_is_better = True
 
-    def __init__(self, task: str, weights: str | None = None, **kwargs: Any) -> None:
+    @with_base_params(CountMetric.__init__)
+    def __init__(
+        self, task: str, weights: str | None = None, **kwargs: Unpack[CountMetricOptions]
+    ) -> None:
         check_choice(type(self).__name__, "weights", weights, F.KAPPA_WEIGHTS)
         super().__init__(task, **kwargs)
         self.weights = weights
 
     def _from_state(self, state: Tensor) -> Tensor:
-        return F.kappa_from_state(self.task, state, self.weights)
+        return F.kappa_from_state(self.args, state, self.weights)

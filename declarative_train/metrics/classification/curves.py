@@ -7,58 +7,47 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from declarative_train.metrics._signature import with_base_params
+from declarative_train.metrics._typing import Unpack
+from declarative_train.metrics.classification._base import (
+    ClassificationMetric,
+    ClassificationMetricOptions,
+)
 from declarative_train.metrics.functional import _curve_core as core
 from declarative_train.metrics.functional import curves as F
-from declarative_train.metrics.functional._checks import check_task_args
-from declarative_train.metrics.metric import Metric
 
 
-class _CurveMetric(Metric):
+class _CurveMetric(ClassificationMetric):
     """Keeps every score (exact) or, with ``thresholds``, a fixed-size histogram per class.
 
-    Args:
-        task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        num_classes / num_labels: number of classes / labels.
-        average: ``"macro"``, ``"weighted"``, ``"micro"`` or ``"none"`` (AUROC and AP only).
-        thresholds: ``None`` keeps all samples; an int ``N`` (N evenly spaced thresholds in [0, 1])
-            or a list of thresholds keeps an O(classes x N) state whatever the number of samples.
-        ignore_index: target value to leave out.
-        validate_args: check inputs on every update (one host sync); ``False`` for speed.
+    Adds ``thresholds`` to the settings of :class:`ClassificationMetric` (``average``: AUROC and
+    AP only, default ``"macro"``): ``None`` keeps all samples; an int ``N`` (N evenly spaced
+    thresholds in [0, 1]) or a list of thresholds keeps an O(classes x N) state whatever the
+    number of samples.
     """
 
     hist: Tensor
     thresholds: Tensor
     preds: list[Tensor]
     target: list[Tensor]
+    default_average = "macro"
 
+    @with_base_params(ClassificationMetric.__init__)
     def __init__(
         self,
         task: str,
-        num_classes: int | None = None,
-        num_labels: int | None = None,
-        average: str | None = "macro",
+        *,
         thresholds: int | list[float] | Tensor | None = None,
-        ignore_index: int | None = None,
-        validate_args: bool = True,
-        **kwargs: Any,
+        **kwargs: Unpack[ClassificationMetricOptions],
     ) -> None:
-        super().__init__(**kwargs)
-        name = type(self).__name__
-        self.average = check_task_args(
-            name, task, num_classes, num_labels, average, averages=F.CURVE_AVERAGES
-        )
-        self.task, self.num_classes, self.num_labels = task, num_classes, num_labels
-        self.ignore_index = ignore_index
-        self.validate_args = validate_args
-        thr = core.make_thresholds(name, thresholds)
+        super().__init__(task, **kwargs)
+        thr = core.make_thresholds(self.args.metric, thresholds)
         self.binned = thr is not None
         if thr is not None:
-            k = 1 if task == "binary" else (num_classes if task == "multiclass" else num_labels)
-            assert k is not None
             self.add_state("thresholds", thr, reduce=None)
             self.add_state(
                 "hist",
-                torch.zeros(k, 2, thr.numel() + 1, dtype=torch.long),
+                torch.zeros(self.args.num_outputs, 2, thr.numel() + 1, dtype=torch.long),
                 reduce="sum",
                 persistent=True,
             )
@@ -68,19 +57,11 @@ class _CurveMetric(Metric):
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch of scores (probabilities or logits) and targets."""
-        probs, tgt = core.format_scores(
-            type(self).__name__,
-            self.task,
-            preds,
-            target,
-            self.num_classes,
-            self.num_labels,
-            self.ignore_index,
-            self.validate_args,
-        )
+        args = self.args
+        probs, tgt = core.format_scores(args, preds, target)
         if self.binned:
-            probs = core.scores_to_probs(self.task, probs)
-            onehot, keep = core.class_targets(self.task, tgt, probs.shape[1], self.ignore_index)
+            probs = core.scores_to_probs(args.task, probs)
+            onehot, keep = core.class_targets(args, tgt)
             self.hist += core.binned_update(probs, onehot, keep, self.thresholds)
         else:
             self.preds.append(probs.detach())
@@ -89,29 +70,24 @@ class _CurveMetric(Metric):
     def _counts(self, micro: bool) -> tuple[list[F.Counts], Tensor]:
         if self.binned:
             return F.binned_class_counts(self.hist, self.thresholds, micro)
-        k = (
-            1
-            if self.task == "binary"
-            else (self.num_classes if self.task == "multiclass" else self.num_labels)
-        )
-        assert k is not None
+        task, k = self.args.task, self.args.num_outputs
         if self.preds:
-            probs = core.scores_to_probs(self.task, torch.cat(self.preds))
+            probs = core.scores_to_probs(task, torch.cat(self.preds))
             target = torch.cat(self.target)
         else:
             probs = torch.zeros(0, k, device=self.device)
-            shape = (0, k) if self.task == "multilabel" else (0,)
+            shape = (0, k) if task == "multilabel" else (0,)
             target = torch.zeros(shape, dtype=torch.long, device=self.device)
-        return F.exact_class_counts(self.task, probs, target, self.ignore_index, micro)
+        return F.exact_class_counts(self.args, probs, target, micro)
 
 
 class _Area(_CurveMetric):
     kind = ""
+    higher_is_better = True
 
     def compute(self) -> Tensor:
-        micro = self.average == "micro" and self.task != "binary"
-        counts, support = self._counts(micro)
-        return F.area_result(self.kind, self.task, counts, support, self.average)
+        counts, support = self._counts(F.is_micro(self.args))
+        return F.area_result(self.kind, self.args, counts, support)
 
 
 class AUROC(_Area):
@@ -145,14 +121,12 @@ class AveragePrecision(_Area):
 
 class _Curve(_CurveMetric):
     kind = ""
-
-    def __init__(self, task: str, **kwargs: Any) -> None:
-        kwargs.setdefault("average", "none")
-        super().__init__(task, **kwargs)
+    default_average = "none"  # one curve per class; ``average`` has no effect
+    higher_is_better = None
 
     def compute(self) -> Any:
         counts, _ = self._counts(False)
-        return F.curve_result(self.kind, self.task, counts, self.binned)
+        return F.curve_result(self.kind, self.args, counts, self.binned)
 
 
 class ROC(_Curve):

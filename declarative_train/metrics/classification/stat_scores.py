@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
-from declarative_train.metrics.classification._base import CountMetric
-from declarative_train.metrics.functional import counts as F
+from declarative_train.metrics._signature import with_base_params
+from declarative_train.metrics._typing import Unpack
+from declarative_train.metrics.classification._base import CountMetric, CountMetricOptions
+from declarative_train.metrics.functional.stat_scores import (
+    accuracy_from_state,
+    check_beta,
+    fbeta_from_state,
+    ratio_from_state,
+    stat_scores_from_state,
+)
 
 
 class Accuracy(CountMetric):
@@ -21,8 +27,10 @@ class Accuracy(CountMetric):
         tensor(0.5000)
     """
 
+    higher_is_better = True
+
     def _from_state(self, state: Tensor) -> Tensor:
-        return F.accuracy_from_state(self.task, state, self.average, self.top_k, self.zero_division)
+        return accuracy_from_state(self.args, state)
 
 
 class HammingDistance(CountMetric):
@@ -35,19 +43,18 @@ class HammingDistance(CountMetric):
         tensor(0.2500)
     """
 
+    higher_is_better = False
+
     def _from_state(self, state: Tensor) -> Tensor:
-        return 1 - F.accuracy_from_state(
-            self.task, state, self.average, self.top_k, self.zero_division
-        )
+        return 1 - accuracy_from_state(self.args, state)
 
 
 class _Ratio(CountMetric):
     kind = ""
+    higher_is_better = True
 
     def _from_state(self, state: Tensor) -> Tensor:
-        return F.ratio_from_state(
-            self.kind, self.task, state, self.average, self.top_k, self.zero_division
-        )
+        return ratio_from_state(self.kind, self.args, state)
 
 
 class Precision(_Ratio):
@@ -120,18 +127,16 @@ class FBetaScore(CountMetric):
         tensor(0.5556)
     """
 
-    def __init__(self, task: str, beta: float = 1.0, **kwargs: Any) -> None:
-        if not (isinstance(beta, (int, float)) and beta > 0):
-            raise ValueError(
-                f"{type(self).__name__}: argument `beta` must be a positive float, got {beta!r}"
-            )
+    higher_is_better = True
+
+    @with_base_params(CountMetric.__init__)
+    def __init__(self, task: str, beta: float = 1.0, **kwargs: Unpack[CountMetricOptions]) -> None:
+        check_beta(type(self).__name__, beta)
         super().__init__(task, **kwargs)
         self.beta = float(beta)
 
     def _from_state(self, state: Tensor) -> Tensor:
-        return F.fbeta_from_state(
-            self.task, state, self.beta, self.average, self.top_k, self.zero_division
-        )
+        return fbeta_from_state(self.args, state, self.beta)
 
 
 class F1Score(FBetaScore):
@@ -144,7 +149,10 @@ class F1Score(FBetaScore):
         tensor(0.5000)
     """
 
-    def __init__(self, task: str, **kwargs: Any) -> None:
+    higher_is_better = True
+
+    @with_base_params(CountMetric.__init__)
+    def __init__(self, task: str, **kwargs: Unpack[CountMetricOptions]) -> None:
         super().__init__(task, beta=1.0, **kwargs)
 
 
@@ -157,5 +165,7 @@ class StatScores(CountMetric):
         tensor([1, 1, 2, 0, 1])
     """
 
+    higher_is_better = None
+
     def _from_state(self, state: Tensor) -> Tensor:
-        return F.stat_scores_from_state(self.task, state, self.average, self.top_k)
+        return stat_scores_from_state(self.args, state)

@@ -1,21 +1,23 @@
-"""Functional metrics: ``metric(preds, target, ...) -> Tensor``; the metric classes call these."""
+"""Functional metrics: ``metric(preds, target, ...) -> Tensor``; the metric classes call these.
 
+The classification functions take ``preds, target, task`` and keyword options checked by
+:class:`ClassificationArgs` (which documents them); :class:`ClassificationOptions`,
+:class:`ConfusionOptions`, :class:`AreaOptions`, :class:`CurveOptions` and
+:class:`TaskOptions` type them.
+"""
+
+from declarative_train.metrics.functional.args import (
+    AreaOptions,
+    ClassificationArgs,
+    ClassificationOptions,
+    ConfusionOptions,
+    CurveOptions,
+    TaskOptions,
+)
 from declarative_train.metrics.functional.confusion import (
     cohen_kappa,
     confusion_matrix,
     matthews_corrcoef,
-)
-from declarative_train.metrics.functional.counts import (
-    accuracy,
-    dice,
-    f1_score,
-    fbeta_score,
-    hamming_distance,
-    jaccard_index,
-    precision,
-    recall,
-    specificity,
-    stat_scores,
 )
 from declarative_train.metrics.functional.curves import (
     auroc,
@@ -38,8 +40,26 @@ from declarative_train.metrics.functional.regression import (
     root_mean_squared_error,
     spearman_corrcoef,
 )
+from declarative_train.metrics.functional.stat_scores import (
+    accuracy,
+    dice,
+    f1_score,
+    fbeta_score,
+    hamming_distance,
+    jaccard_index,
+    precision,
+    recall,
+    specificity,
+    stat_scores,
+)
 
 __all__ = [
+    "AreaOptions",
+    "ClassificationArgs",
+    "ClassificationOptions",
+    "ConfusionOptions",
+    "CurveOptions",
+    "TaskOptions",
     "accuracy",
     "auroc",
     "average_precision",

@@ -8,9 +8,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-TASKS = ("binary", "multiclass", "multilabel")
-AVERAGES = ("micro", "macro", "weighted", "none")
-
 
 def fail(name: str, arg: str, problem: str) -> ValueError:
     """Build the error raised for a bad argument ``arg`` of metric ``name``."""
@@ -18,45 +15,9 @@ def fail(name: str, arg: str, problem: str) -> ValueError:
 
 
 def check_choice(name: str, arg: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise fail(name, arg, f"must be one of {list(choices)}, got {value!r}")
-
-
-def check_task_args(
-    name: str,
-    task: str,
-    num_classes: int | None,
-    num_labels: int | None,
-    average: str | None = "micro",
-    threshold: float = 0.5,
-    top_k: int = 1,
-    zero_division: float = 0.0,
-    averages: Sequence[str] = AVERAGES,
-) -> str:
-    """Validate the task arguments (cheap, no tensors) and return the normalised ``average``."""
-    check_choice(name, "task", task, TASKS)
-    average = "none" if average is None else average
-    check_choice(name, "average", average, averages)
-    if task == "multiclass" and not (isinstance(num_classes, int) and num_classes >= 2):
-        raise fail(
-            name, "num_classes", f"must be an int >= 2 for task='multiclass', got {num_classes!r}"
-        )
-    if task == "multilabel" and not (isinstance(num_labels, int) and num_labels >= 1):
-        raise fail(
-            name, "num_labels", f"must be an int >= 1 for task='multilabel', got {num_labels!r}"
-        )
-    if not (isinstance(threshold, (int, float)) and 0.0 <= float(threshold) <= 1.0):
-        raise fail(name, "threshold", f"must be a float in [0, 1], got {threshold!r}")
-    if not isinstance(top_k, int) or top_k < 1:
-        raise fail(name, "top_k", f"must be a positive int, got {top_k!r}")
-    if top_k > 1 and (task != "multiclass" or (num_classes is not None and top_k > num_classes)):
-        raise fail(
-            name, "top_k", f"> 1 needs task='multiclass' and top_k <= num_classes, got {top_k}"
-        )
-    zd = float(zero_division)
-    if not (zd in (0.0, 1.0) or zd != zd):
-        raise fail(name, "zero_division", f"must be 0, 1 or nan, got {zero_division!r}")
-    return average
 
 
 def _dtype_checks(name: str, preds: Tensor, target: Tensor) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from declarative_train.metrics.functional._checks import check_inputs, fail
+from declarative_train.metrics.functional._checks import fail
 from declarative_train.metrics.functional._format import to_probs
+from declarative_train.metrics.functional.args import ClassificationArgs
 
 
 def make_thresholds(name: str, thresholds: int | list[float] | Tensor | None) -> Tensor | None:
@@ -23,26 +24,20 @@ def make_thresholds(name: str, thresholds: int | list[float] | Tensor | None) ->
     return out
 
 
-def format_scores(
-    name: str,
-    task: str,
-    preds: Tensor,
-    target: Tensor,
-    num_classes: int | None,
-    num_labels: int | None,
-    ignore_index: int | None,
-    validate_args: bool,
-) -> tuple[Tensor, Tensor]:
+def format_scores(args: ClassificationArgs, preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """Raw float scores (M, K) and targets: (M,) labels for binary/multiclass, (M, L) for multilabel.
 
     Scores are not squashed here; :func:`scores_to_probs` does that (on all data for exact curves).
     """
-    if validate_args:
+    task = args.task
+    if args.validate_args:
         if task == "multiclass" and not preds.is_floating_point():
             raise fail(
-                name, "preds", "must hold float scores of shape (N, C, ...) for task='multiclass'"
+                args.metric,
+                "preds",
+                "must hold float scores of shape (N, C, ...) for task='multiclass'",
             )
-        check_inputs(name, task, preds, target, num_classes, num_labels, ignore_index)
+        args.check_inputs(preds, target)
     scores = preds if preds.is_floating_point() else preds.float()
     if task == "binary":
         return scores.reshape(-1, 1), target.reshape(-1)
@@ -61,24 +56,18 @@ def scores_to_probs(task: str, scores: Tensor) -> Tensor:
     return to_probs(scores, multiclass_dim=1 if task == "multiclass" else None)
 
 
-def class_targets(
-    task: str, target: Tensor, k: int, ignore_index: int | None
-) -> tuple[Tensor, Tensor]:
+def class_targets(args: ClassificationArgs, target: Tensor) -> tuple[Tensor, Tensor]:
     """Per-class 0/1 targets (M, K) and a keep mask (M, K)."""
-    if task == "multilabel":
-        keep = (
-            torch.ones_like(target, dtype=torch.bool)
-            if ignore_index is None
-            else target != ignore_index
-        )
-        return torch.where(keep, target, 0).long(), keep
     keep = (
         torch.ones_like(target, dtype=torch.bool)
-        if ignore_index is None
-        else target != ignore_index
+        if args.ignore_index is None
+        else target != args.ignore_index
     )
-    if task == "binary":
+    if args.task == "multilabel":
+        return torch.where(keep, target, 0).long(), keep
+    if args.task == "binary":
         return torch.where(keep, target, 0).long().unsqueeze(1), keep.unsqueeze(1)
+    k = args.num_outputs
     onehot = torch.zeros(target.shape[0], k, dtype=torch.long, device=target.device)
     onehot.scatter_(1, torch.where(keep, target, 0).long().unsqueeze(1), 1)
     return onehot * keep.unsqueeze(1), keep.unsqueeze(1).expand(-1, k)

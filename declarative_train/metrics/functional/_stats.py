@@ -6,57 +6,47 @@ import torch
 from torch import Tensor
 
 from declarative_train.metrics.functional import _format
-from declarative_train.metrics.functional._checks import check_inputs
+from declarative_train.metrics.functional.args import ClassificationArgs
 
 
-def state_shape(
-    task: str, num_classes: int | None, num_labels: int | None, top_k: int = 1
-) -> tuple[int, ...]:
-    """Shape of the count state for a task (see :func:`update_state`)."""
-    if task == "binary":
+def state_shape(args: ClassificationArgs) -> tuple[int, ...]:
+    """Shape of the count state for these settings (see :func:`update_state`)."""
+    if args.task == "binary":
         return (2, 2)
-    if task == "multilabel":
-        assert num_labels is not None
-        return (num_labels, 2, 2)
-    assert num_classes is not None
-    return (num_classes, 4) if top_k > 1 else (num_classes, num_classes)
+    n = args.num_outputs
+    if args.task == "multilabel":
+        return (n, 2, 2)
+    return (n, 4) if args.top_k > 1 else (n, n)
 
 
-def update_state(
-    name: str,
-    task: str,
-    preds: Tensor,
-    target: Tensor,
-    num_classes: int | None = None,
-    num_labels: int | None = None,
-    threshold: float = 0.5,
-    top_k: int = 1,
-    ignore_index: int | None = None,
-    validate_args: bool = True,
-) -> Tensor:
+def update_state(args: ClassificationArgs, preds: Tensor, target: Tensor) -> Tensor:
     """Counts of one batch: binary (2, 2), multiclass (C, C) or (C, 4) for top_k > 1, multilabel (L, 2, 2)."""
-    if validate_args:
-        check_inputs(name, task, preds, target, num_classes, num_labels, ignore_index)
+    if args.validate_args:
+        args.check_inputs(preds, target)
+    task, ignore_index = args.task, args.ignore_index
     if task == "binary":
-        return _format.binary_confmat(preds, target, threshold, ignore_index)
+        return _format.binary_confmat(preds, target, args.threshold, ignore_index)
     if task == "multilabel":
-        assert num_labels is not None
-        return _format.multilabel_confmat(preds, target, num_labels, threshold, ignore_index)
-    assert num_classes is not None
-    if top_k > 1:
-        return _format.multiclass_topk_stats(preds, target, num_classes, top_k, ignore_index)
-    return _format.multiclass_confmat(preds, target, num_classes, ignore_index)
+        return _format.multilabel_confmat(
+            preds, target, args.num_outputs, args.threshold, ignore_index
+        )
+    if args.top_k > 1:
+        return _format.multiclass_topk_stats(
+            preds, target, args.num_outputs, args.top_k, ignore_index
+        )
+    return _format.multiclass_confmat(preds, target, args.num_outputs, ignore_index)
 
 
-def stats(task: str, state: Tensor, top_k: int = 1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def stats(args: ClassificationArgs, state: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``tp, fp, tn, fn`` per class (binary: one class) as float64 vectors."""
     state = state.double()
+    task = args.task
     if task == "binary":
         state = state.unsqueeze(0)
         task = "multilabel"
     if task == "multilabel":
         return state[:, 1, 1], state[:, 0, 1], state[:, 0, 0], state[:, 1, 0]
-    if top_k > 1:
+    if args.top_k > 1:
         return state[:, 0], state[:, 1], state[:, 2], state[:, 3]
     tp = state.diagonal()
     fp = state.sum(0) - tp
@@ -97,19 +87,12 @@ def average_scores(
 
 
 def reduce(
-    task: str,
-    num: Tensor,
-    den: Tensor,
-    tp: Tensor,
-    fp: Tensor,
-    fn: Tensor,
-    average: str,
-    zero_division: float,
+    args: ClassificationArgs, num: Tensor, den: Tensor, tp: Tensor, fp: Tensor, fn: Tensor
 ) -> Tensor:
-    """Per-class ``num / den`` reduced by ``average`` (micro: ratio of the sums)."""
-    if average == "micro" and task != "binary":
-        out = safe_divide(num.sum(), den.sum(), zero_division)
+    """Per-class ``num / den`` reduced by ``args.average`` (micro: ratio of the sums)."""
+    if args.average == "micro" and args.task != "binary":
+        out = safe_divide(num.sum(), den.sum(), args.zero_division)
     else:
-        scores = safe_divide(num, den, zero_division)
-        out = average_scores(scores, tp + fn, (tp + fp + fn) > 0, average, task)
+        scores = safe_divide(num, den, args.zero_division)
+        out = average_scores(scores, tp + fn, (tp + fp + fn) > 0, args.average, args.task)
     return out.float()

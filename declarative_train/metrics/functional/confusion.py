@@ -5,37 +5,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from declarative_train.metrics._typing import Unpack
 from declarative_train.metrics.functional import _stats
-from declarative_train.metrics.functional._checks import check_choice, check_task_args
+from declarative_train.metrics.functional._checks import check_choice
+from declarative_train.metrics.functional.args import (
+    CONFUSION_KEYS,
+    ClassificationArgs,
+    ConfusionOptions,
+)
 
 NORMALIZE = (None, "true", "pred", "all", "none")
 KAPPA_WEIGHTS = (None, "linear", "quadratic", "none")
 
 
-def _state(
-    name: str,
-    preds: Tensor,
-    target: Tensor,
-    task: str,
-    num_classes: int | None,
-    num_labels: int | None,
-    threshold: float,
-    ignore_index: int | None,
-    validate_args: bool,
-) -> Tensor:
-    check_task_args(name, task, num_classes, num_labels, "micro", threshold)
-    return _stats.update_state(
-        name,
-        task,
-        preds,
-        target,
-        num_classes,
-        num_labels,
-        threshold,
-        1,
-        ignore_index,
-        validate_args,
-    )
+def _confmat(
+    name: str, preds: Tensor, target: Tensor, task: str, options: ConfusionOptions
+) -> tuple[ClassificationArgs, Tensor]:
+    args = ClassificationArgs.from_options(name, task, options, CONFUSION_KEYS)
+    return args, _stats.update_state(args, preds, target)
 
 
 def normalize_confmat(cm: Tensor, normalize: str | None) -> Tensor:
@@ -52,14 +39,14 @@ def normalize_confmat(cm: Tensor, normalize: str | None) -> Tensor:
     return _stats.safe_divide(cm, den.expand_as(cm), 0.0).float()
 
 
-def _as_matrix(task: str, state: Tensor) -> Tensor:
+def _as_matrix(args: ClassificationArgs, state: Tensor) -> Tensor:
     """Binary/multilabel: the 2x2 matrix (summed over labels); multiclass: the CxC matrix."""
-    return state.sum(0) if task == "multilabel" else state
+    return state.sum(0) if args.task == "multilabel" else state
 
 
-def mcc_from_state(task: str, state: Tensor) -> Tensor:
+def mcc_from_state(args: ClassificationArgs, state: Tensor) -> Tensor:
     """Matthews correlation from a confusion matrix (0 when undefined, as scikit-learn)."""
-    cm = _as_matrix(task, state).double()
+    cm = _as_matrix(args, state).double()
     t_sum, p_sum = cm.sum(1), cm.sum(0)
     n = cm.sum()
     cov_tp = cm.trace() * n - t_sum @ p_sum
@@ -71,9 +58,9 @@ def mcc_from_state(task: str, state: Tensor) -> Tensor:
     return (cov_tp / den.sqrt()).float()
 
 
-def kappa_from_state(task: str, state: Tensor, weights: str | None = None) -> Tensor:
+def kappa_from_state(args: ClassificationArgs, state: Tensor, weights: str | None = None) -> Tensor:
     """Cohen's kappa from a confusion matrix (NaN when undefined, as scikit-learn)."""
-    cm = _as_matrix(task, state).double()
+    cm = _as_matrix(args, state).double()
     k = cm.shape[0]
     total = cm.sum()
     nan = torch.tensor(float("nan"), device=cm.device)
@@ -97,14 +84,15 @@ def confusion_matrix(
     preds: Tensor,
     target: Tensor,
     task: str,
-    num_classes: int | None = None,
-    num_labels: int | None = None,
-    threshold: float = 0.5,
-    ignore_index: int | None = None,
+    *,
     normalize: str | None = None,
-    validate_args: bool = True,
+    **options: Unpack[ConfusionOptions],
 ) -> Tensor:
     """Confusion matrix (rows: target, cols: prediction): (2, 2), (C, C) or (L, 2, 2).
+
+    ``normalize``: None, ``"true"``, ``"pred"`` or ``"all"``; ``options``: ``num_classes``,
+    ``num_labels``, ``threshold``, ``ignore_index``, ``validate_args`` (see
+    :class:`~declarative_train.metrics.functional.args.ClassificationArgs`).
 
     Example:
         >>> import torch
@@ -114,63 +102,35 @@ def confusion_matrix(
                 [0, 1, 0]])
     """
     check_choice("confusion_matrix", "normalize", normalize, NORMALIZE)
-    state = _state(
-        "confusion_matrix",
-        preds,
-        target,
-        task,
-        num_classes,
-        num_labels,
-        threshold,
-        ignore_index,
-        validate_args,
-    )
+    _, state = _confmat("confusion_matrix", preds, target, task, options)
     return normalize_confmat(state, normalize)
 
 
 def matthews_corrcoef(
-    preds: Tensor,
-    target: Tensor,
-    task: str,
-    num_classes: int | None = None,
-    num_labels: int | None = None,
-    threshold: float = 0.5,
-    ignore_index: int | None = None,
-    validate_args: bool = True,
+    preds: Tensor, target: Tensor, task: str, **options: Unpack[ConfusionOptions]
 ) -> Tensor:
     """Matthews correlation coefficient (multilabel: over all elements as one binary problem).
+
+    ``options`` as :func:`confusion_matrix`.
 
     Example:
         >>> import torch
         >>> matthews_corrcoef(torch.tensor([0, 1, 1, 0]), torch.tensor([0, 1, 0, 0]), task="binary")
         tensor(0.5774)
     """
-    state = _state(
-        "matthews_corrcoef",
-        preds,
-        target,
-        task,
-        num_classes,
-        num_labels,
-        threshold,
-        ignore_index,
-        validate_args,
-    )
-    return mcc_from_state(task, state)
+    return mcc_from_state(*_confmat("matthews_corrcoef", preds, target, task, options))
 
 
 def cohen_kappa(
     preds: Tensor,
     target: Tensor,
     task: str,
-    num_classes: int | None = None,
-    num_labels: int | None = None,
-    threshold: float = 0.5,
-    ignore_index: int | None = None,
+    *,
     weights: str | None = None,
-    validate_args: bool = True,
+    **options: Unpack[ConfusionOptions],
 ) -> Tensor:
-    """Cohen's kappa; ``weights`` None, ``"linear"`` or ``"quadratic"``.
+    """Cohen's kappa; ``weights`` None, ``"linear"`` or ``"quadratic"``; ``options`` as
+    :func:`confusion_matrix`.
 
     Example:
         >>> import torch
@@ -178,15 +138,5 @@ def cohen_kappa(
         tensor(0.5000)
     """
     check_choice("cohen_kappa", "weights", weights, KAPPA_WEIGHTS)
-    state = _state(
-        "cohen_kappa",
-        preds,
-        target,
-        task,
-        num_classes,
-        num_labels,
-        threshold,
-        ignore_index,
-        validate_args,
-    )
-    return kappa_from_state(task, state, weights)
+    args, state = _confmat("cohen_kappa", preds, target, task, options)
+    return kappa_from_state(args, state, weights)

@@ -2,6 +2,9 @@
 
 ``thresholds=None`` sorts all the scores (exact, like scikit-learn); an int or a list of
 thresholds counts the samples in fixed bins instead (bounded memory in the metric classes).
+The functions take ``preds, target, task`` and the keyword options of
+:class:`~declarative_train.metrics.functional.args.AreaOptions` (``auroc``,
+``average_precision``) or :class:`~declarative_train.metrics.functional.args.CurveOptions`.
 """
 
 from __future__ import annotations
@@ -11,19 +14,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from declarative_train.metrics._typing import Unpack
 from declarative_train.metrics.functional import _curve_core as core
 from declarative_train.metrics.functional import _curve_math as cm
-from declarative_train.metrics.functional._checks import check_task_args
+from declarative_train.metrics.functional.args import (
+    AREA_KEYS,
+    CURVE_KEYS,
+    AreaOptions,
+    ClassificationArgs,
+    CurveOptions,
+)
 
-CURVE_AVERAGES = ("micro", "macro", "weighted", "none")
 Counts = tuple[Tensor, Tensor, Tensor]
+Thresholds = int | list[float] | Tensor | None
 
 
 def exact_class_counts(
-    task: str, probs: Tensor, target: Tensor, ignore_index: int | None, micro: bool
+    args: ClassificationArgs, probs: Tensor, target: Tensor, micro: bool
 ) -> tuple[list[Counts], Tensor]:
     """Per-class (or one micro) ``fps, tps, thresholds`` from all samples, and the supports."""
-    onehot, keep = core.class_targets(task, target, probs.shape[1], ignore_index)
+    onehot, keep = core.class_targets(args, target)
     support = (onehot * keep).sum(0)
     if micro:
         return [cm.micro_exact(probs, onehot, keep)], support
@@ -41,23 +51,28 @@ def binned_class_counts(
     return [(f, t, thr) for f, t in zip(fps, tps)], support
 
 
+def is_micro(args: ClassificationArgs) -> bool:
+    """Whether all classes are pooled into one binary problem (``average="micro"``)."""
+    return args.average == "micro" and args.task != "binary"
+
+
 def area_result(
-    kind: str, task: str, counts: list[Counts], support: Tensor, average: str
+    kind: str, args: ClassificationArgs, counts: list[Counts], support: Tensor
 ) -> Tensor:
     """AUROC (``kind="auroc"``) or AP (``"ap"``) per class, averaged."""
     area = cm.auc_from_counts if kind == "auroc" else cm.ap_from_counts
     scores = torch.stack([area(f, t) for f, t, _ in counts])
-    if task == "binary" or average == "micro":
+    if is_micro(args) or args.task == "binary":
         return scores[0].float()
-    return cm.average(scores, support, average)
+    return cm.average(scores, support, args.average)
 
 
-def curve_result(kind: str, task: str, counts: list[Counts], binned: bool) -> Any:
+def curve_result(kind: str, args: ClassificationArgs, counts: list[Counts], binned: bool) -> Any:
     """ROC (``kind="roc"``: fpr, tpr, thresholds) or PR curve (precision, recall, thresholds)."""
     fn = cm.roc_from_counts if kind == "roc" else cm.pr_from_counts
     curves = [fn(f, t, thr) for f, t, thr in counts]
     outs = [tuple(c.float() for c in curve) for curve in curves]
-    if task == "binary":
+    if args.task == "binary":
         return outs[0]
     first, second, third = (list(x) for x in zip(*outs))
     if binned:
@@ -66,169 +81,70 @@ def curve_result(kind: str, task: str, counts: list[Counts], binned: bool) -> An
 
 
 def _counts(
-    name: str,
-    preds: Tensor,
-    target: Tensor,
-    task: str,
-    num_classes: int | None,
-    num_labels: int | None,
-    thresholds: int | list[float] | Tensor | None,
-    ignore_index: int | None,
-    validate_args: bool,
-    micro: bool,
+    args: ClassificationArgs, preds: Tensor, target: Tensor, thresholds: Thresholds
 ) -> tuple[list[Counts], Tensor, bool]:
-    thr = core.make_thresholds(name, thresholds)
-    probs, tgt = core.format_scores(
-        name, task, preds, target, num_classes, num_labels, ignore_index, validate_args
-    )
-    probs = core.scores_to_probs(task, probs)
+    thr = core.make_thresholds(args.metric, thresholds)
+    probs, tgt = core.format_scores(args, preds, target)
+    probs = core.scores_to_probs(args.task, probs)
     if thr is None:
-        counts, support = exact_class_counts(task, probs, tgt, ignore_index, micro)
+        counts, support = exact_class_counts(args, probs, tgt, is_micro(args))
         return counts, support, False
-    onehot, keep = core.class_targets(task, tgt, probs.shape[1], ignore_index)
+    onehot, keep = core.class_targets(args, tgt)
     hist = core.binned_update(probs, onehot, keep, thr)
-    counts, support = binned_class_counts(hist, thr, micro)
+    counts, support = binned_class_counts(hist, thr, is_micro(args))
     return counts, support, True
 
 
 def _area(
-    kind: str,
-    name: str,
-    preds: Tensor,
-    target: Tensor,
-    task: str,
-    num_classes: int | None,
-    num_labels: int | None,
-    average: str | None,
-    thresholds: Any,
-    ignore_index: int | None,
-    validate_args: bool,
+    kind: str, name: str, preds: Tensor, target: Tensor, task: str, options: AreaOptions
 ) -> Tensor:
-    avg = check_task_args(name, task, num_classes, num_labels, average, averages=CURVE_AVERAGES)
-    micro = avg == "micro" and task != "binary"
-    counts, support, _ = _counts(
-        name,
-        preds,
-        target,
-        task,
-        num_classes,
-        num_labels,
-        thresholds,
-        ignore_index,
-        validate_args,
-        micro,
-    )
-    return area_result(kind, task, counts, support, avg)
+    args = ClassificationArgs.from_options(name, task, options, AREA_KEYS, average="macro")
+    counts, support, _ = _counts(args, preds, target, options.get("thresholds"))
+    return area_result(kind, args, counts, support)
 
 
-def auroc(
-    preds: Tensor,
-    target: Tensor,
-    task: str,
-    num_classes: int | None = None,
-    num_labels: int | None = None,
-    average: str | None = "macro",
-    thresholds: int | list[float] | Tensor | None = None,
-    ignore_index: int | None = None,
-    validate_args: bool = True,
-) -> Tensor:
+def auroc(preds: Tensor, target: Tensor, task: str, **options: Unpack[AreaOptions]) -> Tensor:
     """Area under the ROC curve (one-vs-rest for multiclass); NaN for a class without positives
     or without negatives (left out of macro/weighted averages).
+
+    ``options``: see :class:`~declarative_train.metrics.functional.args.AreaOptions`.
 
     Example:
         >>> import torch
         >>> auroc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1]), task="binary")
         tensor(0.7500)
     """
-    return _area(
-        "auroc",
-        "auroc",
-        preds,
-        target,
-        task,
-        num_classes,
-        num_labels,
-        average,
-        thresholds,
-        ignore_index,
-        validate_args,
-    )
+    return _area("auroc", "auroc", preds, target, task, options)
 
 
 def average_precision(
-    preds: Tensor,
-    target: Tensor,
-    task: str,
-    num_classes: int | None = None,
-    num_labels: int | None = None,
-    average: str | None = "macro",
-    thresholds: int | list[float] | Tensor | None = None,
-    ignore_index: int | None = None,
-    validate_args: bool = True,
+    preds: Tensor, target: Tensor, task: str, **options: Unpack[AreaOptions]
 ) -> Tensor:
     """Average precision (area under the step-wise precision-recall curve, as scikit-learn).
+
+    ``options`` as :func:`auroc`.
 
     Example:
         >>> import torch
         >>> average_precision(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1]), task="binary")
         tensor(0.8333)
     """
-    return _area(
-        "ap",
-        "average_precision",
-        preds,
-        target,
-        task,
-        num_classes,
-        num_labels,
-        average,
-        thresholds,
-        ignore_index,
-        validate_args,
-    )
+    return _area("ap", "average_precision", preds, target, task, options)
 
 
 def _curve(
-    kind: str,
-    name: str,
-    preds: Tensor,
-    target: Tensor,
-    task: str,
-    num_classes: int | None,
-    num_labels: int | None,
-    thresholds: Any,
-    ignore_index: int | None,
-    validate_args: bool,
+    kind: str, name: str, preds: Tensor, target: Tensor, task: str, options: CurveOptions
 ) -> Any:
-    check_task_args(name, task, num_classes, num_labels)
-    counts, _, binned = _counts(
-        name,
-        preds,
-        target,
-        task,
-        num_classes,
-        num_labels,
-        thresholds,
-        ignore_index,
-        validate_args,
-        False,
-    )
-    return curve_result(kind, task, counts, binned)
+    args = ClassificationArgs.from_options(name, task, options, CURVE_KEYS, average="none")
+    counts, _, binned = _counts(args, preds, target, options.get("thresholds"))
+    return curve_result(kind, args, counts, binned)
 
 
-def roc(
-    preds: Tensor,
-    target: Tensor,
-    task: str,
-    num_classes: int | None = None,
-    num_labels: int | None = None,
-    thresholds: int | list[float] | Tensor | None = None,
-    ignore_index: int | None = None,
-    validate_args: bool = True,
-) -> Any:
+def roc(preds: Tensor, target: Tensor, task: str, **options: Unpack[CurveOptions]) -> Any:
     """ROC curve ``(fpr, tpr, thresholds)``, like ``sklearn.metrics.roc_curve(drop_intermediate=False)``.
 
     Multiclass/multilabel: lists with one tensor per class (exact) or (K, T + 1) tensors (binned).
+    ``options``: see :class:`~declarative_train.metrics.functional.args.CurveOptions`.
 
     Example:
         >>> import torch
@@ -236,31 +152,15 @@ def roc(
         >>> fpr, tpr
         (tensor([0.0000, 0.0000, 0.5000, 0.5000, 1.0000]), tensor([0.0000, 0.5000, 0.5000, 1.0000, 1.0000]))
     """
-    return _curve(
-        "roc",
-        "roc",
-        preds,
-        target,
-        task,
-        num_classes,
-        num_labels,
-        thresholds,
-        ignore_index,
-        validate_args,
-    )
+    return _curve("roc", "roc", preds, target, task, options)
 
 
 def precision_recall_curve(
-    preds: Tensor,
-    target: Tensor,
-    task: str,
-    num_classes: int | None = None,
-    num_labels: int | None = None,
-    thresholds: int | list[float] | Tensor | None = None,
-    ignore_index: int | None = None,
-    validate_args: bool = True,
+    preds: Tensor, target: Tensor, task: str, **options: Unpack[CurveOptions]
 ) -> Any:
     """Precision-recall curve ``(precision, recall, thresholds)`` like scikit-learn's.
+
+    ``options`` as :func:`roc`.
 
     Example:
         >>> import torch
@@ -268,15 +168,4 @@ def precision_recall_curve(
         >>> p
         tensor([0.5000, 0.6667, 0.5000, 1.0000, 1.0000])
     """
-    return _curve(
-        "pr",
-        "precision_recall_curve",
-        preds,
-        target,
-        task,
-        num_classes,
-        num_labels,
-        thresholds,
-        ignore_index,
-        validate_args,
-    )
+    return _curve("pr", "precision_recall_curve", preds, target, task, options)
