@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from declarative_train.accelerators import Accelerator
+from declarative_train.data.loader_workers import bind_to_parent
 from declarative_train.data.resumable import ResumableSampler, train_loader
 from declarative_train.distributed import Distribution
 from declarative_train.engine.batches import fast_dev_run_batches, limit_batches
@@ -70,9 +71,11 @@ class StageLoaders:
         sampler = self.distribution.sampler(datasets[split], shuffle=shuffle, seed=self.seed) \
             if split in datasets else None
         if split != "train":
-            return self.accelerator.wrap_loader(self.data.dataloader(split, shuffle=shuffle, sampler=sampler))
-        # Under DDP the order comes from the distributed sampler; this seed then only seeds the
-        # DataLoader workers, which should differ per rank (augmentations).
-        loader, self.train_sampler = train_loader(self.data, sampler, shuffle=shuffle,
-                                                  seed=self.seed + self.distribution.rank)
+            loader = self.data.dataloader(split, shuffle=shuffle, sampler=sampler)
+        else:
+            # Under DDP the order comes from the distributed sampler; this seed then only seeds the
+            # DataLoader workers, which should differ per rank (augmentations).
+            loader, self.train_sampler = train_loader(self.data, sampler, shuffle=shuffle,
+                                                      seed=self.seed + self.distribution.rank)
+        bind_to_parent(loader)
         return self.accelerator.wrap_loader(loader)

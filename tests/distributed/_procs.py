@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tests.conftest import cli_env
 
@@ -23,22 +27,53 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: Output files of the processes :func:`start` started, by pid.
+_OUTPUT: dict[int, tuple[IO[str], IO[str]]] = {}
+
+
 def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start ``args`` (a python -m command line without the interpreter) in ``cwd``."""
+    """Start ``args`` (a python -m command line without the interpreter) in ``cwd``.
+
+    Output goes to files, not pipes: a process the command leaves behind (a DataLoader worker of
+    a killed rank, say) would hold a pipe open and make reading it wait forever. The command runs
+    in a session of its own, so :func:`stop` can take down what it started.
+    """
     cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, *args], cwd=cwd, env={**cli_env(), **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - live as long as the process
+    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env={**cli_env(), **(env or {})},
+                            stdout=out, stderr=err, text=True, start_new_session=True)
+    _OUTPUT[proc.pid] = (out, err)
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` and everything left in its session."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str, str]:
-    """Wait for ``proc``; kill it (and fail loudly) after ``timeout`` seconds."""
+    """Wait for ``proc``; kill it (and fail loudly) after ``timeout`` seconds. Returns code, stdout, stderr."""
     try:
-        out, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"{proc.args} did not finish in {timeout} s:\n{err[-3000:]}") from None
-    return proc.returncode, out, err
+        stop(proc)
+        raise AssertionError(f"{proc.args} did not finish in {timeout} s:\n{output(proc)[1][-3000:]}") from None
+    code = proc.returncode
+    stop(proc)  # anything the command left running in its session
+    out, err = output(proc)
+    return code, out, err
+
+
+def output(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """What ``proc`` has written to stdout and stderr so far."""
+    texts = []
+    for handle in _OUTPUT[proc.pid]:
+        handle.flush()
+        handle.seek(0)
+        texts.append(handle.read())
+    return texts[0], texts[1]
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 240) -> tuple[int, str, str]:

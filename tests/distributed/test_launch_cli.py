@@ -13,7 +13,17 @@ import torch
 
 from declarative_train.distributed.plan import make_plan
 from declarative_train.launch import spawn
-from tests.distributed._procs import DDP, SMALL, finish, only_run_dir, results, run, start, wait_for
+from tests.distributed._procs import (
+    DDP,
+    SMALL,
+    finish,
+    only_run_dir,
+    results,
+    run,
+    start,
+    stop,
+    wait_for,
+)
 
 pytestmark = pytest.mark.ddp
 MODULE = ["-m", "declarative_train"]
@@ -68,8 +78,7 @@ def test_killing_a_worker_ends_the_run_with_exit_1_naming_the_rank(tmp_path: Pat
         killed = time.monotonic()
         rc, _, err = finish(proc, timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
     assert time.monotonic() - killed < 30
     assert rc == 1
     assert "worker rank 1" in err and "SIGKILL" in err
@@ -83,8 +92,7 @@ def test_elastic_restart_resumes_from_last_checkpoint(tmp_path: Path) -> None:
         run_dir = _kill_rank_1_after_the_first_checkpoint(tmp_path)
         rc, _, err = finish(proc, timeout=180)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
     assert rc == 0, err
     log = (run_dir / "train.log").read_text()
     assert "elastic restart 1: resuming from" in log
@@ -101,8 +109,7 @@ def test_sigterm_to_dtrain_stops_the_workers_and_resume_auto_continues(tmp_path:
         proc.send_signal(signal.SIGTERM)
         rc, _, err = finish(proc, timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
     assert rc == 128 + signal.SIGTERM, err
     run_dir = only_run_dir(tmp_path / "first")
     assert results(run_dir)["status"] == "interrupted"
