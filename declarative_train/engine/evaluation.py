@@ -92,6 +92,16 @@ class Evaluator:
         return torch.stack([loss_sum, count])
 
 
+def stage_metrics(definitions: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """One metric collection per evaluation stage (``val/``, ``test/`` prefixed), on ``device``."""
+    if not definitions:
+        return {}
+    from declarative_train.metrics import MetricCollection
+
+    base = MetricCollection(dict(definitions)).to(device)
+    return {stage: base.clone(prefix=f"{stage}/") for stage in ("val", "test")}
+
+
 def as_step_output(out: Any) -> StepOutput:
     """An evaluation step's return value as a :class:`StepOutput`."""
     if isinstance(out, StepOutput):

@@ -24,10 +24,10 @@ from declarative_train.accelerators import Accelerator, CPUAccelerator
 from declarative_train.checkpoint import CheckpointWriter
 from declarative_train.distributed import Distribution, SingleProcess
 from declarative_train.engine.context import CheckpointProvider, TrainingContext
-from declarative_train.engine.evaluation import Evaluator
+from declarative_train.engine.evaluation import Evaluator, stage_metrics
 from declarative_train.engine.events import Event, EventBus
 from declarative_train.engine.loaders import StageLoaders
-from declarative_train.engine.loop import TrainingLoop
+from declarative_train.engine.loop import TrainingLoop, log_train_loss
 from declarative_train.engine.loss_guard import LossGuard
 from declarative_train.engine.optimization import Optimization
 from declarative_train.engine.scheduling import SchedulerSpec
@@ -273,9 +273,9 @@ class Executor:
             precision=self.precision, loop=self.state, device=self.accelerator.device,
             sampler=self.loaders.train_sampler, callbacks=self.callbacks, extras=self.checkpoint_extras,
         )
-        self._evaluator = Evaluator(self, self.loaders, self._build_metrics(), prepare=self._prepare_batch,
-                                    precision=self.precision, accelerator=self.accelerator,
-                                    distribution=self.distribution)
+        self._evaluator = Evaluator(self, self.loaders, stage_metrics(self.metric_definitions, self.device),
+                                    prepare=self._prepare_batch, precision=self.precision,
+                                    accelerator=self.accelerator, distribution=self.distribution)
         self._loss_guard = LossGuard(self.settings.log_every_n_steps, self.precision.scaler is not None)
         self._loop = TrainingLoop(self, loaders=self.loaders, training_step=training_step,
                                   optimization=optimization, loss_guard=self._loss_guard, evaluator=self._evaluator,
@@ -295,18 +295,10 @@ class Executor:
         for logger in self.loggers:
             logger.setup()
         if self._logs_train_loss:
-            self.events.on(Event.STEP_END, _log_train_loss, every=every_log)
+            self.events.on(Event.STEP_END, log_train_loss, every=every_log)
 
     def _watch_accelerator(self, _: TrainingContext) -> None:
         self.accelerator.on_logging_step(self.state.global_step)
-
-    def _build_metrics(self) -> dict[str, Any]:
-        if not self.metric_definitions:
-            return {}
-        from declarative_train.metrics import MetricCollection
-
-        base = MetricCollection(dict(self.metric_definitions)).to(self.accelerator.device)
-        return {stage: base.clone(prefix=f"{stage}/") for stage in ("val", "test")}
 
     @property
     def train_sampler(self) -> Any:
@@ -324,11 +316,3 @@ def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
     while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
         model = model.module
     return getattr(model, "_orig_mod", model)
-
-
-def _log_train_loss(executor: TrainingContext) -> None:
-    loss = executor.state.loss
-    if loss is not None:
-        distribution = executor.distribution
-        mean = distribution.reduce_sum(loss) / distribution.world_size if distribution.world_size > 1 else loss
-        executor.log_metrics({"train/loss": float(mean)})  # host sync: logging steps only

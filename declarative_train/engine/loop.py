@@ -118,3 +118,12 @@ class TrainingLoop:
         if self.context.state.num_val_batches == 0:
             return False
         return self.loaders.fast_dev_run > 0 or (epoch + 1) % self.context.settings.check_val_every_n_epoch == 0
+
+
+def log_train_loss(context: TrainingContext) -> None:
+    """Log ``train/loss`` (averaged over the ranks): a subscriber on logging steps."""
+    loss = context.state.loss
+    if loss is not None:
+        distribution = context.distribution
+        mean = distribution.reduce_sum(loss) / distribution.world_size if distribution.world_size > 1 else loss
+        context.log_metrics({"train/loss": float(mean)})  # host sync: logging steps only
