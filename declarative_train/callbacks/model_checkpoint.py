@@ -142,8 +142,8 @@ class ModelCheckpoint(Callback):
     def _delete(self, evicted: list[str]) -> None:
         """Delete files that left the top k (once the checkpoint replacing them is in place)."""
         for path in evicted:
-            if Path(path).parent.resolve() != self.dirpath.resolve():
-                continue  # another run's file: out of the table, but not ours to delete
+            if Path(path).parent.resolve() != self.dirpath.resolve() or Path(path).suffix != ".ckpt":
+                continue  # another run's file (or a name a foreign table made up): not ours to delete
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
 

@@ -1,4 +1,4 @@
-"""Checks for ``_target_`` nodes: allowed package, importable, constructor signature binds."""
+"""Checks for ``_target_`` nodes: allowed package, safe (``trust.py``), importable, signature binds."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from declarative_train.config import trust
 from declarative_train.errors import ConfigIssue
 from declarative_train.utils.text import did_you_mean
 
@@ -57,9 +58,15 @@ def iter_target_nodes(node: Any, path: str = "") -> Iterator[tuple[str, dict[str
 
 
 def check_target(
-    path: str, node: dict[str, Any], packages: Sequence[str], extra_keys: frozenset[str] = frozenset()
+    path: str, node: dict[str, Any], packages: Sequence[str], extra_keys: frozenset[str] = frozenset(),
+    trusted: Sequence[str] = (),
 ) -> list[ConfigIssue]:
-    """Problems with one target node: not allowed, not importable, arguments that do not bind."""
+    """Problems with one target node: not allowed, refused, not a component, unsafe arguments,
+    not importable, arguments that do not bind.
+
+    ``packages`` may be imported from; inside ``trusted`` (the user's own packages, for a config
+    of the user's own) a target need not be a component class (see :mod:`.trust`).
+    """
     target = node["_target_"]
     where = f"{path}._target_" if path else "_target_"
     if not isinstance(target, str) or not target:
@@ -73,13 +80,21 @@ def check_target(
                 "add its package to user_packages to allow it",
             )
         ]
+    refused = trust.refused_path(target)  # before importing anything
+    if refused:
+        return [ConfigIssue(where, refused)]
     try:
         obj = locate(target)
     except ImportError as exc:
         return [ConfigIssue(where, f"cannot import '{target}': {exc}")]
+    problem = trust.refused_object(target, obj) or (
+        None if is_allowed(target, trusted) else trust.kind_problem(target, obj))
+    if problem:
+        return [ConfigIssue(where, problem)]
     if not callable(obj):
         return [ConfigIssue(where, f"'{target}' is not callable")]
-    return _check_signature(path, target, obj, node, extra_keys)
+    unsafe = [ConfigIssue(key, reason) for key, reason in trust.unsafe_arguments(node, path)]
+    return unsafe or _check_signature(path, target, obj, node, extra_keys)
 
 
 def _check_signature(

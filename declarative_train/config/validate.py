@@ -138,11 +138,12 @@ def _check_sweep(cfg: dict[str, Any]) -> list[ConfigIssue]:
 
 
 def _check_targets(cfg: dict[str, Any]) -> list[ConfigIssue]:
-    packages = (*DEFAULT_ALLOWED_PACKAGES, *cfg.get("user_packages", []))
+    user_packages = list(cfg.get("user_packages", []))
+    packages = (*DEFAULT_ALLOWED_PACKAGES, *user_packages)
     issues = []
     for path, node in iter_target_nodes({k: v for k, v in cfg.items() if k != "hydra"}):
         extra = SCHEDULER_KEYS if path == "scheduler" else frozenset()
-        issues.extend(check_target(path, node, packages, extra))
+        issues.extend(check_target(path, node, packages, extra, trusted=user_packages))
     return issues
 
 

@@ -7,33 +7,44 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from declarative_train import checkpoint
 from declarative_train.build import build, seed_everything
+from declarative_train.config.stored import SECTIONS, StoredSections, stored_issues, take_sections
 from declarative_train.config.validate import validate_config
 from declarative_train.errors import ConfigError, ConfigIssue
 from declarative_train.utils.io import atomic_write_json
 
 log = logging.getLogger("declarative_train")
 
-#: Sections taken from the checkpoint's stored config when ``use_ckpt_config`` is on.
-CKPT_SECTIONS = ("model", "data", "metrics", "precision")
-
 
 def eval_job(cfg: DictConfig) -> dict[str, Any]:
     """Validate, load the checkpoint, evaluate, write ``results.json``; return its content.
 
-    Raises :class:`~declarative_train.errors.ConfigError` for a bad command line and
-    :class:`~declarative_train.errors.CheckpointError` for a checkpoint that cannot be used.
+    With ``use_ckpt_config`` the model, data, metrics and precision come from the checkpoint's
+    stored config, checked as untrusted data first (``config/stored.py``); a group chosen or a
+    key set on the command line wins over the stored one. Raises
+    :class:`~declarative_train.errors.ConfigError` for a bad command line or a refused stored
+    config, and :class:`~declarative_train.errors.CheckpointError` for an unusable checkpoint.
     """
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise ConfigError([ConfigIssue("ckpt_path", "missing mandatory value (dtrain-eval ckpt_path=PATH)")])
     if cfg.split not in ("test", "val"):
         raise ConfigError([ConfigIssue("split", f"must be 'test' or 'val', got {cfg.split!r}")])
     saved = checkpoint.read(cfg.ckpt_path)
-    if cfg.use_ckpt_config and saved.get("config"):
-        _take_stored_sections(cfg, OmegaConf.create(saved["config"]))
+    if cfg.use_ckpt_config and isinstance(saved.get("config"), dict):
+        overrides = _command_line_overrides()
+        sections = take_sections(saved["config"], [o.key_or_group for o in overrides if o.key_or_group in SECTIONS])
+        issues = stored_issues(sections, list(cfg.user_packages))
+        if issues:
+            raise ConfigError(issues)
+        applied = _use_sections(cfg, sections, overrides)
+        log.info("dtrain-eval of %s: %s%s", cfg.ckpt_path, sections.describe(),
+                 f"; the command line sets {', '.join(applied)}" if applied else "")
     validate_config(cfg)
     started = time.perf_counter()
     seed_everything(cfg.seed)
@@ -53,10 +64,28 @@ def eval_job(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-def _take_stored_sections(cfg: DictConfig, stored: DictConfig) -> None:
+def _command_line_overrides() -> list[Override]:
+    """This command's overrides as Hydra parsed them (none outside a Hydra app)."""
+    if not HydraConfig.initialized():
+        return []
+    return OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+
+
+def _use_sections(cfg: DictConfig, sections: StoredSections, overrides: list[Override]) -> list[str]:
+    """Put the stored sections into ``cfg``, then the command line's keys inside them again.
+
+    Returns the command-line overrides applied over the stored values.
+    """
+    applied = []
     with open_dict(cfg):
-        for section in CKPT_SECTIONS:
-            if section == "precision":  # a typed node: merge into it
-                cfg.precision = OmegaConf.merge(cfg.precision, stored.precision)
-            elif section in stored:
-                cfg[section] = stored[section]
+        for name, value in sections.taken.items():
+            if name == "precision":  # a typed node: merge into it
+                cfg.precision = OmegaConf.merge(cfg.precision, value)
+            else:
+                cfg[name] = OmegaConf.create(value)
+        for override in overrides:
+            key = override.key_or_group
+            if key.partition(".")[0] in sections.taken and "." in key and not override.is_delete():
+                OmegaConf.update(cfg, key, override.value(), force_add=True)
+                applied.append(override.input_line or key)
+    return applied
