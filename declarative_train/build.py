@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 from typing import Any
 
 import attrs
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,6 +22,7 @@ from declarative_train.distributed import DDPDistribution, Distribution, SingleP
 from declarative_train.distributed.env import detect
 from declarative_train.engine import Executor, TrainerSettings
 from declarative_train.engine.scheduling import SchedulerSpec
+from declarative_train.errors import ArgumentError, ConfigError, ConfigIssue
 from declarative_train.precision import Precision
 from declarative_train.tasks import Task
 
@@ -64,8 +67,71 @@ def seed_everything(seed: int | None, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def _make(node: Any) -> Any:
-    return instantiate(node, _convert_="all")
+def _make(node: Any, root: Any = None) -> Any:
+    """Instantiate ``node`` (a node of the config ``root``); a constructor's ValueError/TypeError
+    becomes a :class:`ConfigError` naming the key path (and the argument, when the error names
+    one of the node's keys)."""
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as exc:
+        issue = _constructor_issue(root, exc)
+        if issue is None:
+            raise
+        raise ConfigError([issue]) from None
+
+
+#: Component sections built by :func:`check_components` (optimizer and scheduler are partials).
+COMPONENT_SECTIONS = ("model", "data", "metrics", "callbacks", "logger")
+
+
+def check_components(cfg: DictConfig) -> None:
+    """Build every component once on the meta device (no memory, no data) to catch bad arguments.
+
+    A constructor that rejects its arguments (``data.batch_size=-4``, ``model.net.dropout=2``)
+    raises :class:`ConfigError` naming the key before any process or file exists; other failures
+    (a constructor that cannot run on the meta device) are left to the real build.
+    """
+    issues: list[ConfigIssue] = []
+    with torch.device("meta"):
+        for section in COMPONENT_SECTIONS:
+            node = cfg.get(section)
+            nodes = [node] if section in ("model", "data") else list((node or {}).values())
+            for child in nodes:
+                try:
+                    _make(child, cfg)
+                except ConfigError as exc:
+                    issues += exc.issues
+                except Exception:  # noqa: S112 - not an argument problem; the real build reports it
+                    continue
+    if issues:
+        raise ConfigError(issues)
+
+
+def _constructor_issue(root: Any, exc: InstantiationException) -> ConfigIssue | None:
+    cause = exc.__cause__
+    if not isinstance(cause, (ValueError, TypeError)) or isinstance(cause, ConfigError):
+        return None
+    text = str(exc)  # Hydra ends it with "full_key: <the failing node's key path>"
+    path = text.rpartition("full_key: ")[2].strip() if "full_key: " in text else ""
+    failing = OmegaConf.select(root, path) if path and OmegaConf.is_config(root) else None
+    target = failing.get("_target_") if isinstance(failing, DictConfig) else None
+    message = str(cause)
+    argument = cause.argument if isinstance(cause, ArgumentError) else _named_key(failing, message)
+    where = f"{path}.{argument}" if path and argument else (path or argument or "")
+    owner = str(target).rpartition(".")[2] if target else ""
+    return ConfigIssue(where, message if not owner or message.startswith(owner) else f"{owner}: {message}")
+
+
+def _named_key(node: Any, message: str) -> str | None:
+    """The argument of ``node`` that ``message`` names (``argument `x```), or the only one it mentions."""
+    if not isinstance(node, DictConfig):
+        return None
+    quoted = re.search(r"argument [`'\"]?(\w+)", message)
+    if quoted and quoted.group(1) in node:
+        return quoted.group(1)
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message))
+    named = [str(key) for key in node if not str(key).startswith("_") and str(key) in words]
+    return named[0] if len(named) == 1 else None
 
 
 def build_accelerator(cfg: DictConfig) -> Accelerator:
@@ -119,13 +185,13 @@ def build(cfg: DictConfig) -> Components:
     """Instantiate every component of ``cfg`` (already validated)."""
     accelerator = build_accelerator(cfg)
     return Components(
-        task=_make(cfg.model),
-        data=_make(cfg.data),
-        optimizer=_make(cfg.optimizer),
+        task=_make(cfg.model, cfg),
+        data=_make(cfg.data, cfg),
+        optimizer=_make(cfg.optimizer, cfg),
         scheduler=build_scheduler(cfg.get("scheduler")),
-        metrics={name: _make(node) for name, node in (cfg.get("metrics") or {}).items()},
-        callbacks={name: _make(node) for name, node in (cfg.get("callbacks") or {}).items()},
-        loggers={name: _make(node) for name, node in (cfg.get("logger") or {}).items()},
+        metrics={name: _make(node, cfg) for name, node in (cfg.get("metrics") or {}).items()},
+        callbacks={name: _make(node, cfg) for name, node in (cfg.get("callbacks") or {}).items()},
+        loggers={name: _make(node, cfg) for name, node in (cfg.get("logger") or {}).items()},
         accelerator=accelerator,
         distribution=build_distribution(cfg),
         precision=Precision(cfg.precision.mode, accelerator.autocast_device_type),

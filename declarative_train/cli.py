@@ -96,7 +96,7 @@ def _is_multirun() -> bool:
 
 
 def _train_job(cfg: DictConfig) -> Any:
-    from declarative_train.build import build, describe
+    from declarative_train.build import build, check_components, describe
     from declarative_train.config.validate import validate_config
     from declarative_train.jobs.train import objective
     from declarative_train.launch.dispatch import launch_job
@@ -106,6 +106,7 @@ def _train_job(cfg: DictConfig) -> Any:
     multirun = _is_multirun()
     try:
         validate_config(cfg)
+        check_components(cfg)  # constructors' own argument checks, on the meta device
     except ConfigError as exc:
         if multirun:
             record_outcome(cfg, "failed", "invalid configuration: " + "; ".join(map(str, exc.issues)))
@@ -120,6 +121,10 @@ def _train_job(cfg: DictConfig) -> Any:
             return objective(cfg, finished)
     try:
         results = launch_job(cfg)  # here, or on the workers the accelerator config asks for
+    except ConfigError as exc:  # a setting that does not fit the data, found once it is loaded
+        if multirun:
+            raise
+        _exit_with(exc)
     except RunFailed as exc:
         if multirun:
             raise

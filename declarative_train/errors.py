@@ -42,6 +42,22 @@ class ConfigError(ValueError):
         return "\n".join([header, *(f"  - {issue}" for issue in self.issues)])
 
 
+class SettingsError(ValueError):
+    """A loop setting that does not fit the data, found once the data is loaded (``setting`` names it)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        self.setting, self.message = setting, message
+        super().__init__(f"{setting}: {message}")
+
+
+class ArgumentError(ValueError):
+    """A component's constructor argument out of range (``argument`` names the parameter)."""
+
+    def __init__(self, owner: str, argument: str, message: str) -> None:
+        self.argument = argument
+        super().__init__(f"{owner}: {argument} {message}")
+
+
 class RunFailed(RuntimeError):
     """The run failed; the message names what failed and where (rank, epoch, step)."""
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from declarative_train.engine import Event, Subscription, TrainingContext
+from declarative_train.errors import ArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def is_improvement(value: float, best: float | None, mode: str, min_delta: float
 def check_mode(owner: str, mode: str | None) -> str | None:
     """``mode`` if it is ``min``, ``max`` or ``None`` (decided later); else a ``ValueError``."""
     if mode not in ("min", "max", None):
-        raise ValueError(f"{owner}: mode must be 'min', 'max' or null (from the metric), got {mode!r}")
+        raise ArgumentError(owner, "mode", f"must be 'min', 'max' or null (from the metric), got {mode!r}")
     return mode
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from declarative_train.callbacks.base import Callback, check_mode, is_improvement, resolve_mode
 from declarative_train.engine import Event, TrainingContext
+from declarative_train.errors import ArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class EarlyStopping(Callback):
         stopping_threshold: float | None = None, divergence_threshold: float | None = None,
         check_finite: bool = True,
     ) -> None:
+        if patience < 0:
+            raise ArgumentError("EarlyStopping", "patience", f"must be >= 0, got {patience}")
         self.monitor = monitor
         self.mode = check_mode("EarlyStopping", mode)
         self.patience = patience

@@ -16,6 +16,7 @@ import torch
 from declarative_train.callbacks.base import Callback, check_mode, is_improvement, resolve_mode
 from declarative_train.checkpoint import stale_temp_files
 from declarative_train.engine import Event, TrainingContext
+from declarative_train.errors import ArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,15 @@ class ModelCheckpoint(Callback):
     resuming into another folder; files of another folder leave the table when they drop out of
     the top k, but are not deleted.
 
-    Saves happen at the executor's checkpoint points (after the step's or epoch's validation), so
-    every file resumes exactly.
+    When ``monitor`` is a validation metric (``val/*``), a candidate is saved after every
+    validation run, scored by that run (Lightning's rule): mid-epoch validations
+    (``val_check_interval``) each give a candidate, and epochs without validation
+    (``check_val_every_n_epoch``) give none. With a training metric or no monitor, candidates are
+    saved at epoch ends. Either way ``every_n_epochs`` thins them out, and ``every_n_train_steps``
+    and ``train_time_interval`` add saves scored by the latest values. Saves happen at the
+    executor's checkpoint points (after the step's or epoch's validation), so every file resumes
+    exactly; a validation run between two optimizer steps (gradient accumulation) is not
+    checkpointed, since the weights change before the next checkpoint point.
 
     Args:
         dirpath: folder for checkpoint files.
@@ -39,7 +47,8 @@ class ModelCheckpoint(Callback):
             ``higher_is_better`` (losses: ``min``).
         save_top_k: how many best checkpoints to keep.
         save_last: also write ``last.ckpt`` every time.
-        every_n_epochs: save at the end of every N-th epoch (0: not at epoch ends).
+        every_n_epochs: save in every N-th epoch (after its validations, or at its end; 0: never
+            by epochs).
         every_n_train_steps: also save every N optimizer steps (``None``/0: off).
         train_time_interval: also save after a step once this many seconds have passed since the
             last save (``None``: off).
@@ -58,6 +67,13 @@ class ModelCheckpoint(Callback):
         every_n_train_steps: int | None = None, train_time_interval: float | None = None,
         filename: str = "epoch={epoch}-step={step}", write_in_background: bool = True,
     ) -> None:
+        for argument, value, least in (("save_top_k", save_top_k, -1), ("every_n_epochs", every_n_epochs, 0),
+                                       ("every_n_train_steps", every_n_train_steps or 0, 0)):
+            if value < least:
+                raise ArgumentError("ModelCheckpoint", argument, f"must be >= {least}, got {value}")
+        if train_time_interval is not None and train_time_interval <= 0:
+            raise ArgumentError("ModelCheckpoint", "train_time_interval", f"must be > 0 seconds (or null), got "
+                                                                         f"{train_time_interval}")
         self.dirpath = Path(dirpath)
         self.monitor = monitor
         self.mode = check_mode("ModelCheckpoint", mode)
@@ -74,12 +90,19 @@ class ModelCheckpoint(Callback):
         self.last_model_path: str = ""
         self._last_save_time = 0.0
         self._saved_at: tuple[int, bool] | None = None
+        self._validated_at: int | None = None  # the global step of a validation not saved yet
         self._warned = False
+        self._warned_accumulation = False
 
     def attach(self, context: TrainingContext) -> None:
         self.mode = resolve_mode("ModelCheckpoint", self.mode, self.monitor, context)
         self._last_save_time = time.monotonic()
-        if self.every_n_epochs:
+        if self.every_n_epochs and self._saves_after_validation(context):
+            self.listen(context, Event.FIT_START, self._forget_validation)
+            self.listen(context, Event.EVAL_END, self._note_validation)
+            self.listen(context, Event.STEP_CHECKPOINT, self._save_after_validation)
+            self.listen(context, Event.EPOCH_CHECKPOINT, self._save_after_validation)
+        elif self.every_n_epochs:
             self.listen(context, Event.EPOCH_CHECKPOINT, self.save, every=self.every_n_epochs)
         if self.every_n_train_steps:
             self.listen(context, Event.STEP_CHECKPOINT, self.save, every=self.every_n_train_steps)
@@ -89,6 +112,35 @@ class ModelCheckpoint(Callback):
             for leftover in stale_temp_files(self.dirpath):  # from a process killed while writing
                 log.info("ModelCheckpoint: removing %s, left by an interrupted write", leftover)
                 leftover.unlink(missing_ok=True)
+
+    def _saves_after_validation(self, context: TrainingContext) -> bool:
+        return bool(self.monitor and self.monitor.startswith("val/") and context.state.num_val_batches)
+
+    def _forget_validation(self, context: TrainingContext) -> None:
+        self._validated_at = None  # a validate() before fit is not a candidate
+
+    def _note_validation(self, context: TrainingContext) -> None:
+        if context.state.stage == "val":
+            self._validated_at = context.state.global_step
+
+    def _save_after_validation(self, context: TrainingContext) -> None:
+        """At a checkpoint point: save the candidate of the validation that just ran, if any."""
+        state = context.state
+        if self._validated_at is None:
+            return
+        if self._validated_at != state.global_step:  # validated between two optimizer steps
+            if not self._warned_accumulation:
+                log.warning("ModelCheckpoint: a validation ran between two optimizer steps (gradient "
+                            "accumulation); it is not checkpointed, since the weights change before the "
+                            "next step. Make val_check_interval a multiple of accumulate_grad_batches.")
+                self._warned_accumulation = True
+            self._validated_at = None
+            return
+        if not state.epoch_finished and state.batch_idx >= state.num_train_batches:
+            return  # the epoch's last batch: saved at the epoch's own checkpoint point
+        self._validated_at = None
+        if (state.epoch + 1) % self.every_n_epochs == 0:
+            self.save(context)
 
     def _save_if_time_passed(self, context: TrainingContext) -> None:
         assert self.train_time_interval is not None

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
+from declarative_train.errors import ArgumentError
+
 SPLITS = ("train", "val", "test", "predict")
 
 
@@ -27,6 +29,11 @@ class DataModule:
         persistent_workers: bool = False,
         drop_last: bool = False,
     ) -> None:
+        name = type(self).__name__
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ArgumentError(name, "batch_size", f"must be an int >= 1, got {batch_size!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ArgumentError(name, "num_workers", f"must be an int >= 0, got {num_workers!r}")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -74,8 +81,13 @@ class TensorDataModule(DataModule):
         standardize: bool = True, **loader: Any,
     ) -> None:
         super().__init__(**loader)
-        if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-            raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
+        name = type(self).__name__
+        for argument, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 <= value < 1:
+                raise ArgumentError(name, argument, f"must be in [0, 1), got {value!r}")
+        if val_fraction + test_fraction >= 1:
+            raise ArgumentError(name, "val_fraction", f"+ test_fraction must be < 1 (nothing left to train "
+                                                     f"on), got {val_fraction} + {test_fraction}")
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from declarative_train.data.module import TensorDataModule
+from declarative_train.errors import ArgumentError
 
 
 class Synthetic(TensorDataModule):
@@ -20,6 +21,12 @@ class Synthetic(TensorDataModule):
         image_shape: list[int] | None = None, noise: float = 1.0, data_seed: int = 0, **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        for argument, value, least in (("num_samples", num_samples, 1), ("num_features", num_features, 1),
+                                       ("num_classes", num_classes, 2)):
+            if value < least:
+                raise ArgumentError("Synthetic", argument, f"must be >= {least}, got {value}")
+        if noise < 0:
+            raise ArgumentError("Synthetic", "noise", f"must be >= 0, got {noise}")
         if image_shape is not None and num_features != int(torch.tensor(image_shape).prod()):
             raise ValueError(f"Synthetic: num_features={num_features} does not match image_shape={image_shape}")
         self.num_samples = num_samples

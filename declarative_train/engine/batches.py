@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from declarative_train.errors import SettingsError
+
 
 def limit_batches(available: int, limit: Any) -> int:
     """Batches to run out of ``available``: an int limit is a count, a float a fraction."""
@@ -27,3 +29,17 @@ def validation_interval(num_train_batches: int, val_check_interval: Any) -> int:
     if isinstance(val_check_interval, float):
         return max(1, int(num_train_batches * val_check_interval))
     return int(val_check_interval)
+
+
+def check_validation_interval(val_check_interval: Any, check_val_every_n_epoch: int | None, num_train_batches: int) -> None:
+    """Refuse an int ``val_check_interval`` longer than an epoch (it would never validate).
+
+    Counting across epochs (``check_val_every_n_epoch=None``) allows any interval, as in Lightning.
+    """
+    if isinstance(val_check_interval, bool) or not isinstance(val_check_interval, int):
+        return
+    if check_val_every_n_epoch is not None and val_check_interval > num_train_batches:
+        raise SettingsError("val_check_interval", (
+            f"{val_check_interval} training batches is more than an epoch holds ({num_train_batches}), so "
+            "validation would never run; lower it, or set check_val_every_n_epoch=null to count batches "
+            "across epochs (limit_val_batches=0 turns validation off)"))

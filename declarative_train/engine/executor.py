@@ -23,6 +23,7 @@ import torch
 from declarative_train.accelerators import Accelerator, CPUAccelerator
 from declarative_train.checkpoint import CheckpointWriter
 from declarative_train.distributed import Distribution, SingleProcess
+from declarative_train.engine.batches import check_validation_interval
 from declarative_train.engine.context import CheckpointProvider, TrainingContext
 from declarative_train.engine.evaluation import Evaluator, stage_metrics
 from declarative_train.engine.events import Event, EventBus
@@ -262,6 +263,9 @@ class Executor:
         self.state.num_train_batches = self.loaders.count("train", self._train_loader)
         val_loader = self.loaders.get("val") if self.loaders.has("val") else None
         self.state.num_val_batches = self.loaders.count("val", val_loader)
+        if self.state.num_val_batches and not self.fast_dev_run:
+            check_validation_interval(self.settings.val_check_interval, self.settings.check_val_every_n_epoch,
+                                      self.state.num_train_batches)
         self.optimizer = self.optimizer_factory(self.task.parameters())
         if self.scheduler_spec is not None:
             self.scheduler = self.scheduler_spec.build(

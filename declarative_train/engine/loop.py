@@ -51,9 +51,10 @@ class TrainingLoop:
         state, s, events = context.state, context.settings, context.events
         n = state.num_train_batches
         accumulate = s.accumulate_grad_batches
-        validate_now = self._validates_in_epoch(state.epoch)
-        val_every = validation_interval(n, s.val_check_interval)
-        max_steps = 1 if self.loaders.fast_dev_run else s.max_steps
+        val_every = self._validation_every(state.epoch, n)
+        # Batches counted across epochs (check_val_every_n_epoch=None), or from this epoch's start.
+        counted_before = state.epoch * n if s.check_val_every_n_epoch is None and not self.loaders.fast_dev_run else 0
+        max_steps = self.loaders.fast_dev_run or s.max_steps  # fast_dev_run=N: N steps, as Lightning
         task: Any = context.task
         task.train()
         start = state.batch_idx  # > 0 when resuming mid-epoch
@@ -85,7 +86,7 @@ class TrainingLoop:
                 if max_steps >= 0 and state.global_step >= max_steps:
                     context.request_stop(f"max_steps={max_steps} reached")
             self.accelerator.mark_step()
-            if validate_now and state.batch_idx % val_every == 0:
+            if val_every and (counted_before + state.batch_idx) % val_every == 0:
                 self.evaluator.run("val")
                 task.train()
             if boundary:
@@ -114,10 +115,21 @@ class TrainingLoop:
             set_epoch(epoch)
         return itertools.islice(enumerate(loader), start, None)  # loads the skipped batches
 
-    def _validates_in_epoch(self, epoch: int) -> bool:
+    def _validation_every(self, epoch: int, num_train_batches: int) -> int:
+        """Validate after every N training batches of this epoch (0: not in this epoch).
+
+        With ``check_val_every_n_epoch=None`` the batches are counted across epochs.
+        """
+        s = self.context.settings
         if self.context.state.num_val_batches == 0:
-            return False
-        return self.loaders.fast_dev_run > 0 or (epoch + 1) % self.context.settings.check_val_every_n_epoch == 0
+            return 0
+        if self.loaders.fast_dev_run:
+            return num_train_batches
+        if s.check_val_every_n_epoch is None:
+            return int(s.val_check_interval)
+        if (epoch + 1) % s.check_val_every_n_epoch:
+            return 0
+        return validation_interval(num_train_batches, s.val_check_interval)
 
 
 def log_train_loss(context: TrainingContext) -> None:

@@ -40,8 +40,9 @@ class TrainerSettings:
     """True or N: run N (1) batches of train, val and test once, without checkpoints or logs."""
     val_check_interval: int | float = 1.0
     """Validate every fraction of an epoch (float) or every N train batches (int)."""
-    check_val_every_n_epoch: int = 1
-    """Validate in every N-th epoch."""
+    check_val_every_n_epoch: int | None = 1
+    """Validate in every N-th epoch; ``None``: every ``val_check_interval`` (an int) training
+    batches counted across epochs."""
     accumulate_grad_batches: int = 1
     """Sum gradients of N batches before each optimizer step."""
     gradient_clip_val: float | None = None
@@ -67,6 +68,10 @@ def settings_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
                 for message in [check(values[name])] if message]
     if values.get("max_epochs") == -1 and values.get("max_steps") == -1:
         problems.append(("max_epochs", "max_epochs and max_steps cannot both be -1"))
+    if "check_val_every_n_epoch" in values and values["check_val_every_n_epoch"] is None \
+            and not _is_int(values.get("val_check_interval")):
+        problems.append(("check_val_every_n_epoch", "null (validation counted across epochs) needs an int "
+                                                    f"val_check_interval, got {values.get('val_check_interval')!r}"))
     return problems
 
 
@@ -129,7 +134,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "overfit_batches": _count_or_fraction,
     "fast_dev_run": _fast_dev_run,
     "val_check_interval": _val_check_interval,
-    "check_val_every_n_epoch": _at_least(1),
+    "check_val_every_n_epoch": lambda value: None if value is None else _at_least(1)(value),
     "accumulate_grad_batches": _at_least(1),
     "gradient_clip_val": _clip_val,
     "gradient_clip_algorithm": _clip_algorithm,

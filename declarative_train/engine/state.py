@@ -15,7 +15,7 @@ class LoopState:
     stage: str = "fit"
     """``fit``, ``val``, ``test`` or ``predict``."""
     epoch: int = 0
-    """The current epoch, 0-based (after fit: the number of epochs run)."""
+    """The current epoch, 0-based (after fit: the number of epochs finished; see :attr:`epochs_run`)."""
     global_step: int = 0
     """Optimizer steps taken."""
     batch_idx: int = 0
@@ -33,6 +33,11 @@ class LoopState:
     stop_reason: str = ""
     num_train_batches: int = 0
     num_val_batches: int = 0
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs entered so far, one cut short included (what ``results.json`` calls ``epochs``)."""
+        return self.epoch + (1 if self.batch_idx > 0 else 0)
 
     def counters(self) -> dict[str, Any]:
         """The position a checkpoint stores."""

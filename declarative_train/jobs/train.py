@@ -14,7 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 from declarative_train.build import build, seed_everything
 from declarative_train.engine import Executor
 from declarative_train.engine.preemption import DEFAULT_SIGNALS, PreemptionHandler
-from declarative_train.errors import Interrupted, Preempted, RunFailed
+from declarative_train.errors import (
+    ConfigError,
+    ConfigIssue,
+    Interrupted,
+    Preempted,
+    RunFailed,
+    SettingsError,
+)
 from declarative_train.jobs.hparams import run_hparams
 from declarative_train.jobs.resume import resume_checkpoint
 from declarative_train.sweep.objective import objective_entry
@@ -27,35 +34,17 @@ def run_job(cfg: DictConfig, on_executor: Callable[[Executor], None] | None = No
     """Run ``cfg`` (train and/or test) and return the ``results.json`` content.
 
     ``on_executor`` is called with the executor once it is built (to subscribe to its events).
+    ``results.json`` is written also when the run fails or is stopped by a signal.
     """
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     executor: Executor | None = None
     try:
         seed_everything(cfg.seed, cfg.trainer.deterministic)
-        components = build(cfg)
-        executor = components.executor()
+        executor = build(cfg).executor()
         if on_executor is not None:
             on_executor(executor)
-        config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-        executor.checkpoint_extras["config"] = OmegaConf.to_container(cfg, resolve=True)
-        executor.setup()
-        log.info("accelerator: %s | precision: %s | output: %s",
-                 components.accelerator.describe(), components.precision.mode, output_dir)
-        for logger in executor.loggers:
-            logger.log_text("config", config_yaml)
-        if cfg.train:
-            # Ranks of a multi-process job would have to agree on the step to stop at; their
-            # launcher stops them instead (they resume from last.ckpt: max_restarts, resume=auto).
-            signals = DEFAULT_SIGNALS if executor.distribution.world_size == 1 else ()
-            preemption = PreemptionHandler(output_dir / "checkpoints", signals=signals)
-            preemption.attach(executor)  # after the callbacks (attached in setup): they save first
-            with preemption.installed():
-                executor.fit(ckpt_path=resume_checkpoint(cfg))
-            if executor.state.stop_reason:
-                log.info("fit stopped early: %s", executor.state.stop_reason)
-        if cfg.test and executor.data.has_split("test"):
-            executor.test("best" if cfg.train else cfg.ckpt_path)
+        _fit_and_test(cfg, executor, output_dir)
         results = _results(cfg, executor, started)
         for logger in executor.loggers:
             logger.log_hyperparams(run_hparams(cfg), {**results["val"], **results["test"]})
@@ -67,21 +56,59 @@ def run_job(cfg: DictConfig, on_executor: Callable[[Executor], None] | None = No
             stopped = {**_results(cfg, executor, started), **stopped}
         _write(cfg, output_dir, executor, stopped)
         raise
+    except (ConfigError, SettingsError) as exc:  # found once the components or the data exist: still exit 2
+        error = _as_config_error(exc)
+        log.error("%s", error.format())
+        _write(cfg, output_dir, executor, {"status": "failed", "error": error.format(),
+                                           "wall_time_s": round(time.perf_counter() - started, 3)})
+        raise error from None
     except Exception as exc:
-        where = _where(executor)
-        message = f"run failed{where}: {type(exc).__name__}: {exc}"
-        log.error("%s\n%s", message, traceback.format_exc())
-        failed = {"status": "failed", "error": message, "wall_time_s": round(time.perf_counter() - started, 3)}
-        if executor is not None:
-            failed.update({k: v for k, v in _results(cfg, executor, started).items() if k not in ("status", "wall_time_s")})
-        _write(cfg, output_dir, executor, failed)
-        raise RunFailed(message) from exc
+        raise _failed(cfg, output_dir, executor, started, exc) from exc
     finally:
         for logger in executor.loggers if executor is not None else []:
             logger.finalize()
     _write(cfg, output_dir, executor, results)
     log.info("results: %s", {k: results[k] for k in ("status", "best_model_score", "test", "compilations") if k in results})
     return results
+
+
+def _fit_and_test(cfg: DictConfig, executor: Executor, output_dir: Path) -> None:
+    executor.checkpoint_extras["config"] = OmegaConf.to_container(cfg, resolve=True)
+    executor.setup()
+    log.info("accelerator: %s | precision: %s | output: %s",
+             executor.accelerator.describe(), executor.precision.mode, output_dir)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    for logger in executor.loggers:
+        logger.log_text("config", config_yaml)
+    if cfg.train:
+        # Ranks of a multi-process job would have to agree on the step to stop at; their
+        # launcher stops them instead (they resume from last.ckpt: max_restarts, resume=auto).
+        signals = DEFAULT_SIGNALS if executor.distribution.world_size == 1 else ()
+        preemption = PreemptionHandler(output_dir / "checkpoints", signals=signals)
+        preemption.attach(executor)  # after the callbacks (attached in setup): they save first
+        with preemption.installed():
+            executor.fit(ckpt_path=resume_checkpoint(cfg))
+        if executor.state.stop_reason:
+            log.info("fit stopped early: %s", executor.state.stop_reason)
+    if cfg.test and executor.data.has_split("test"):
+        executor.test("best" if cfg.train else cfg.ckpt_path)
+
+
+def _as_config_error(exc: ConfigError | SettingsError) -> ConfigError:
+    if isinstance(exc, ConfigError):
+        return exc
+    return ConfigError([ConfigIssue(f"trainer.{exc.setting}", exc.message)])
+
+
+def _failed(cfg: DictConfig, output_dir: Path, executor: Executor | None, started: float, exc: Exception) -> RunFailed:
+    """Record a failed run in ``results.json`` and the log; the error to raise."""
+    message = f"run failed{_where(executor)}: {type(exc).__name__}: {exc}"
+    log.error("%s\n%s", message, traceback.format_exc())
+    failed = {"status": "failed", "error": message, "wall_time_s": round(time.perf_counter() - started, 3)}
+    if executor is not None:
+        failed.update({k: v for k, v in _results(cfg, executor, started).items() if k not in ("status", "wall_time_s")})
+    _write(cfg, output_dir, executor, failed)
+    return RunFailed(message)
 
 
 def objective(cfg: DictConfig, results: dict[str, Any]) -> float | None:
@@ -100,7 +127,7 @@ def _results(cfg: DictConfig, executor: Executor, started: float) -> dict[str, A
         "best_model_path": (checkpoint.best_model_path or None) if checkpoint is not None else None,
         "best_model_score": checkpoint.best_model_score if checkpoint is not None else None,
         "tested_ckpt_path": executor.tested_ckpt_path,
-        "epochs": executor.state.epoch,
+        "epochs": executor.state.epochs_run,
         "global_step": executor.state.global_step,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "stop_reason": executor.state.stop_reason or None,

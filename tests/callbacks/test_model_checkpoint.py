@@ -90,3 +90,54 @@ def test_stale_temp_files_of_a_killed_writer_are_removed(make_executor: Callable
     _fit(make_executor, ModelCheckpoint(dirpath=str(tmp_path)), max_epochs=1, limit_train_batches=2)
     assert not list(tmp_path.glob(".*.tmp"))
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["loop"]["global_step"] == 2
+
+
+class _Scores:
+    """A logger that keeps every logged value by step."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, int], float] = {}
+
+    def setup(self) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.values.update({(name, step): value for name, value in metrics.items()})
+
+    def log_text(self, tag: str, text: str) -> None: ...
+
+    def finalize(self) -> None: ...
+
+
+def test_a_candidate_after_every_validation_scored_by_it(make_executor: Callable[..., Executor], tmp_path: Path) -> None:
+    saver = ModelCheckpoint(dirpath=str(tmp_path), monitor="val/acc", save_top_k=-1)
+    scores = _Scores()
+    _fit(make_executor, saver, max_epochs=2, limit_train_batches=20, val_check_interval=0.25, loggers=[scores])
+    files = sorted(tmp_path.glob("epoch=*.ckpt"), key=lambda p: read(str(p))["loop"]["global_step"])
+    steps = [read(str(p))["loop"]["global_step"] for p in files]
+    assert steps == [5, 10, 15, 20, 25, 30, 35, 40]  # 4 candidates per epoch
+    for path, step in zip(files, steps):
+        logged = scores.values[("val/acc", step)]
+        assert read(str(path))["metrics"]["val/acc"] == logged
+        assert saver.best_k_models[str(path)] == logged  # the table scores each file by its own validation
+
+
+def test_no_candidate_in_epochs_without_validation(make_executor: Callable[..., Executor], tmp_path: Path) -> None:
+    saver = ModelCheckpoint(dirpath=str(tmp_path), monitor="val/acc", save_top_k=-1)
+    _fit(make_executor, saver, max_epochs=4, limit_train_batches=3, check_val_every_n_epoch=2)
+    assert _names(tmp_path) == ["epoch=1-step=6.ckpt", "epoch=3-step=12.ckpt", "last.ckpt"]
+
+
+def test_a_validation_between_optimizer_steps_is_not_checkpointed(make_executor: Callable[..., Executor],
+                                                                  tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    saver = ModelCheckpoint(dirpath=str(tmp_path), monitor="val/acc", save_top_k=-1)
+    _fit(make_executor, saver, max_epochs=1, limit_train_batches=8, accumulate_grad_batches=2, val_check_interval=3)
+    # Steps after batches 2, 4, 6, 8. The validation after batch 3 falls between two steps: no
+    # candidate; the one after batch 6 follows step 3 and is saved there.
+    assert _names(tmp_path) == ["epoch=0-step=3.ckpt", "last.ckpt"]
+    assert "validation ran between two optimizer steps" in caplog.text
+
+
+def test_a_training_monitor_saves_at_epoch_ends(make_executor: Callable[..., Executor], tmp_path: Path) -> None:
+    saver = ModelCheckpoint(dirpath=str(tmp_path), monitor="train/loss", save_top_k=-1)
+    _fit(make_executor, saver, max_epochs=2, limit_train_batches=4, val_check_interval=0.5)
+    assert _names(tmp_path) == ["epoch=0-step=4.ckpt", "epoch=1-step=8.ckpt", "last.ckpt"]

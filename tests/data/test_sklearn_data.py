@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_digits
 
 from declarative_train.data import Digits
@@ -33,3 +34,18 @@ def test_digits_module_shapes() -> None:
     data.setup()
     x, y = data.datasets["train"][0]
     assert x.shape == (64,) and 0 <= int(y) < 10
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"batch_size": -4}, "Digits: batch_size must be an int >= 1, got -4"),
+    ({"num_workers": -1}, "Digits: num_workers must be an int >= 0, got -1"),
+    ({"val_fraction": 1.5}, "Digits: val_fraction must be in [0, 1), got 1.5"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, "Digits: val_fraction + test_fraction must be < 1"),
+])
+def test_bad_arguments_are_refused_by_the_constructor(arguments: dict[str, float], message: str) -> None:
+    from declarative_train.data import Digits
+    from declarative_train.errors import ArgumentError
+
+    with pytest.raises(ArgumentError) as info:
+        Digits(**arguments)  # type: ignore[arg-type]
+    assert str(info.value).startswith(message) and info.value.argument in arguments

@@ -60,17 +60,40 @@ def test_dry_run_prints_the_object_graph_and_does_not_train(run_cli: Callable[..
 
 
 def test_failure_during_the_run_exits_1_naming_what_failed(run_cli: Callable[..., CLIResult]) -> None:
-    result = run_cli("data=synthetic", "data.num_features=8", "data.image_shape=[1,2,2]", "logger=none")
+    # Every argument is valid on its own; the network does not fit the data's 64 features.
+    result = run_cli("model.net.in_features=63", "logger=none")
     assert result.returncode == 1
-    assert "run failed while building" in result.stderr
-    assert "num_features=8 does not match image_shape" in result.stderr
+    assert "run failed on rank 0 in fit at epoch 0, step 0" in result.stderr
+    assert "cannot be multiplied" in result.stderr
     (run_dir,) = result.run_dirs()
     import json
 
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["status"] == "failed" and "image_shape" in results["error"]
+    assert results["status"] == "failed" and "cannot be multiplied" in results["error"]
 
 
 def test_numeric_precision_choice_is_accepted(run_cli: Callable[..., CLIResult]) -> None:
     result = run_cli("precision=64", "debug=fast_dev_run")
     assert result.returncode == 0, result.stderr
+
+
+def test_component_arguments_are_checked_before_anything_runs(run_cli: Callable[..., CLIResult]) -> None:
+    result = run_cli("data.batch_size=-4", "model.net.dropout=2", "metrics.acc.num_classes=0",
+                     "callbacks.model_checkpoint.save_top_k=-3")
+    assert result.returncode == 2, result.stderr
+    for text in ("data.batch_size: Digits: batch_size must be an int >= 1, got -4",
+                 "model.net.dropout: MLP: dropout must be in [0, 1), got 2",
+                 "metrics.acc.num_classes: Accuracy: argument `num_classes` must be an int >= 2",
+                 "callbacks.model_checkpoint.save_top_k: ModelCheckpoint: save_top_k must be >= -1, got -3"):
+        assert text in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not any((d / "results.json").exists() or (d / "checkpoints").exists() for d in result.run_dirs())
+
+
+def test_a_validation_interval_longer_than_an_epoch_exits_2(run_cli: Callable[..., CLIResult]) -> None:
+    result = run_cli("trainer.val_check_interval=30", "logger=none")
+    assert result.returncode == 2, result.stderr
+    assert ("trainer.val_check_interval: 30 training batches is more than an epoch holds (20), so validation "
+            "would never run") in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.results()["status"] == "failed"

@@ -106,32 +106,65 @@ ROUTES = [
 ]
 
 
-@pytest.mark.parametrize("mutate,expected", [pytest.param(m, e, id=i) for i, m, e in ROUTES])
-def test_dtrain_eval_refuses_every_route(trained: dict[str, Any], tmp_path: Path, mutate: Any, expected: str) -> None:
-    path = _evil(trained, tmp_path, mutate)
+def _eval_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[Any, str]:
+    """``dtrain-eval ARGS`` run in this process (the same entry point, without a new interpreter)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from declarative_train import cli
+
+    GlobalHydra.instance().clear()
+    monkeypatch.setattr(sys, "argv", ["dtrain-eval", *args])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # the CLI sets it for Hydra; restored after the test
+    code: Any = 0
+    try:
+        cli.eval_main()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        GlobalHydra.instance().clear()
+    return code, capsys.readouterr().err
+
+
+def test_the_reported_checkpoint_is_refused_by_the_command(trained: dict[str, Any], tmp_path: Path) -> None:
+    """The issue's example, through the installed ``dtrain-eval``: exit 2, the payload never runs."""
+    path = _evil(trained, tmp_path, ROUTES[0][1])
     proc = _run(tmp_path, f"ckpt_path={path}", command="dtrain-eval")
     assert proc.returncode == 2, proc.stderr
-    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert ROUTES[0][2] in proc.stderr and "Traceback" not in proc.stderr
     assert not trained["marker"].exists()
 
 
-def test_nothing_but_the_model_data_metrics_and_precision_is_read(trained: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("mutate,expected", [pytest.param(m, e, id=i) for i, m, e in ROUTES])
+def test_dtrain_eval_refuses_every_route(trained: dict[str, Any], tmp_path: Path, mutate: Any, expected: str,
+                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _evil(trained, tmp_path, mutate)
+    code, stderr = _eval_in_process(monkeypatch, capsys, f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'out'}")
+    assert code == 2, stderr
+    assert expected in stderr and "Traceback" not in stderr
+    assert not trained["marker"].exists()
+
+
+def test_nothing_but_the_model_data_metrics_and_precision_is_read(
+        trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     def mutate(config: dict[str, Any], payload: str, marker: str) -> None:
         evil = {"_target_": "subprocess.run", "args": ["touch", marker]}
         config.update(user_packages=["subprocess"], callbacks={"evil": evil}, logger={"evil": evil},
                       hydra={"callbacks": {"evil": evil}}, paths={"output_dir": "/"})
 
     path = _evil(trained, tmp_path, mutate)
-    proc = _run(tmp_path, f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'out'}", command="dtrain-eval")
-    assert proc.returncode == 0, proc.stderr
+    code, stderr = _eval_in_process(monkeypatch, capsys, f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'out'}")
+    assert code == 0, stderr
     assert (tmp_path / "out" / "results.json").is_file() and not trained["marker"].exists()
 
 
-def test_the_command_line_wins_over_the_stored_config(trained: dict[str, Any], tmp_path: Path) -> None:
+def test_the_command_line_wins_over_the_stored_config(
+        trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     path = _evil(trained, tmp_path, lambda c, p, m: None)
-    proc = _run(tmp_path, f"ckpt_path={path}", "data.batch_size=7", f"hydra.run.dir={tmp_path / 'out'}",
-                command="dtrain-eval")
-    assert proc.returncode == 0, proc.stderr
+    code, stderr = _eval_in_process(monkeypatch, capsys, f"ckpt_path={path}", "data.batch_size=7",
+                                    f"hydra.run.dir={tmp_path / 'out'}")
+    assert code == 0, stderr
     log = (tmp_path / "out" / "train.log").read_text()
     assert ("from the checkpoint's stored config: model (declarative_train.tasks.Classification), data "
             "(declarative_train.data.Digits), metrics (acc, f1), precision (mode)") in log

@@ -145,3 +145,21 @@ def test_weights_only_checkpoints_cannot_be_resumed_from(make_executor: Callable
     with pytest.raises(CheckpointError, match="cannot be resumed from: it lacks optimizer"):
         ex.load_checkpoint(str(tmp_path / "weights.ckpt"))
     assert ex.validate(str(tmp_path / "weights.ckpt"))  # weights alone still evaluate
+
+
+def test_a_candidate_saved_after_a_mid_epoch_validation_resumes_exactly(
+        make_executor: Callable[..., Executor], tmp_path: Path) -> None:
+    from declarative_train.callbacks import ModelCheckpoint
+    from declarative_train.metrics import Accuracy
+
+    def metrics() -> dict[str, Any]:
+        return {"acc": Accuracy(task="multiclass", num_classes=10)}
+
+    saver = ModelCheckpoint(dirpath=str(tmp_path), monitor="val/acc", save_top_k=-1)
+    reference = _run(make_executor, {"model_checkpoint": saver}, max_epochs=2, val_check_interval=0.5,
+                     metrics=metrics())
+    mid_epoch = tmp_path / "epoch=0-step=10.ckpt"  # after the validation half-way through epoch 1
+    assert mid_epoch.is_file()
+    resumed = _run(make_executor, [], mid_epoch, max_epochs=2, val_check_interval=0.5, metrics=metrics())
+    _same_params(reference, resumed)
+    assert resumed.state.global_step == reference.state.global_step == 40
