@@ -19,6 +19,8 @@ GROUPS = ["model", "data", "optimizer", "scheduler", "accelerator", "precision",
 #: Some choices need a particular partner choice to make sense.
 PARTNERS = {("model", "mlp_regressor"): ["data=diabetes", "metrics=regression",
                                          "callbacks.model_checkpoint.monitor=val/loss"],
+            ("model", "linear_regressor"): ["data=diabetes", "metrics=regression",
+                                            "callbacks.model_checkpoint.monitor=val/loss"],
             ("metrics", "regression"): ["model=mlp_regressor", "data=diabetes",
                                         "callbacks.model_checkpoint.monitor=val/loss"],
             ("metrics", "none"): ["callbacks.model_checkpoint.monitor=val/loss"],
