@@ -29,6 +29,7 @@ from declarative_train.errors import (
     Abort,
     CheckpointError,
     ConfigError,
+    ExportError,
     Interrupted,
     Preempted,
     RunFailed,
@@ -146,6 +147,15 @@ def _eval_job(cfg: DictConfig) -> Any:
         _exit_with(exc)
 
 
+def _export_job(cfg: DictConfig) -> Any:
+    from declarative_train.jobs.export import export_job
+
+    try:
+        return export_job(cfg)
+    except (ConfigError, CheckpointError, ExportError) as exc:
+        _exit_with(exc)
+
+
 def _main(config_name: str, job: Callable[[DictConfig], Any]) -> None:
     _register()
     sys.argv[1:] = normalize_overrides(sys.argv[1:])
@@ -224,6 +234,11 @@ def train_main() -> None:
 def eval_main() -> None:
     """``dtrain-eval ckpt_path=PATH``: evaluate a checkpoint."""
     _main("eval", _eval_job)
+
+
+def export_main() -> None:
+    """``dtrain-export ckpt_path=PATH format=...``: write a checkpoint's model for other runtimes."""
+    _main("export", _export_job)
 
 
 def summary_main(argv: list[str] | None = None) -> None:

@@ -1,9 +1,9 @@
 """Every exception type the package raises on purpose, in one place.
 
 The command-line layer (``cli.py``) alone turns them into exit codes: a :class:`ConfigError` is
-exit 2, a :class:`RunFailed` or :class:`CheckpointError` exit 1, :class:`Preempted` exit 75
-(SIGTERM/SIGUSR1: requeue and resume) or 128 + N, :class:`Interrupted` 128 + N. Lower layers
-raise them and never exit the process themselves.
+exit 2, a :class:`RunFailed`, :class:`CheckpointError` or :class:`ExportError` exit 1,
+:class:`Preempted` exit 75 (SIGTERM/SIGUSR1: requeue and resume) or 128 + N,
+:class:`Interrupted` 128 + N. Lower layers raise them and never exit the process themselves.
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ class RunFailed(RuntimeError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be written or used: unreadable, corrupt, or for another model."""
+
+
+class ExportError(RuntimeError):
+    """A model that cannot be exported, or whose exported file does not reproduce it."""
 
 
 class NonFiniteLossError(RuntimeError):

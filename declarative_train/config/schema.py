@@ -169,3 +169,25 @@ class EvalConfig(TrainConfig):
     """``test`` or ``val``."""
     use_ckpt_config: bool = True
     """Take model/data/metrics/precision from the config stored in the checkpoint."""
+
+
+@attrs.define(kw_only=True)
+class ExportConfig(TrainConfig):
+    """``dtrain-export``: write a checkpoint's model as ONNX, a torch.export program, TorchScript or safetensors."""
+
+    ckpt_path: str | None = MISSING
+    """The checkpoint to export (mandatory)."""
+    format: str = "onnx"
+    """``onnx``, ``exported_program``, ``torchscript`` or ``safetensors``."""
+    output: str | None = None
+    """The file to write (``None``: ``model.<extension>`` in this command's run folder)."""
+    opset: int = 18
+    """The ONNX opset version."""
+    input_shape: list[int] | None = None
+    """One sample's shape without the batch dimension (``None``: taken from the data module)."""
+    dtype: str = "float32"
+    """The exported weights' and inputs' dtype: ``float32``, ``bfloat16`` or ``float16``."""
+    tolerance: float | None = None
+    """The largest max-abs difference to eager PyTorch accepted (``None``: 1e-5, 1e-2 for 16-bit)."""
+    use_ckpt_config: bool = True
+    """Take model/data/precision from the config stored in the checkpoint."""

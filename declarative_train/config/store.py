@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from declarative_train.config.schema import EvalConfig, TrainConfig
+from declarative_train.config.schema import EvalConfig, ExportConfig, TrainConfig
 
 
 def register_schemas() -> None:
-    """Store ``train_schema`` and ``eval_schema``; ``train.yaml``/``eval.yaml`` list them first."""
+    """Store the schemas that ``train.yaml``, ``eval.yaml`` and ``export.yaml`` list first."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="eval_schema", node=EvalConfig)
+    store.store(name="export_schema", node=ExportConfig)

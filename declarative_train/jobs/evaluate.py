@@ -36,15 +36,8 @@ def eval_job(cfg: DictConfig) -> dict[str, Any]:
     if cfg.split not in ("test", "val"):
         raise ConfigError([ConfigIssue("split", f"must be 'test' or 'val', got {cfg.split!r}")])
     saved = checkpoint.read(cfg.ckpt_path)
-    if cfg.use_ckpt_config and isinstance(saved.get("config"), dict):
-        overrides = _command_line_overrides()
-        sections = take_sections(saved["config"], [o.key_or_group for o in overrides if o.key_or_group in SECTIONS])
-        issues = stored_issues(sections, list(cfg.user_packages))
-        if issues:
-            raise ConfigError(issues)
-        applied = _use_sections(cfg, sections, overrides)
-        log.info("dtrain-eval of %s: %s%s", cfg.ckpt_path, sections.describe(),
-                 f"; the command line sets {', '.join(applied)}" if applied else "")
+    if cfg.use_ckpt_config:
+        use_checkpoint_config(cfg, saved, "dtrain-eval")
     validate_config(cfg)
     started = time.perf_counter()
     seed_everything(cfg.seed)
@@ -64,7 +57,26 @@ def eval_job(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-def _command_line_overrides() -> list[Override]:
+def use_checkpoint_config(cfg: DictConfig, saved: dict[str, Any], command: str) -> None:
+    """Put the model, data, metrics and precision stored in ``saved`` into ``cfg``, checked first.
+
+    The stored sections are untrusted data (``config/stored.py``); a group chosen or a key set on
+    the command line wins over the stored one. A checkpoint without a stored config changes
+    nothing. Raises :class:`~declarative_train.errors.ConfigError` for a refused stored config.
+    """
+    if not isinstance(saved.get("config"), dict):
+        return
+    overrides = command_line_overrides()
+    sections = take_sections(saved["config"], [o.key_or_group for o in overrides if o.key_or_group in SECTIONS])
+    issues = stored_issues(sections, list(cfg.user_packages))
+    if issues:
+        raise ConfigError(issues)
+    applied = _use_sections(cfg, sections, overrides)
+    log.info("%s of %s: %s%s", command, cfg.ckpt_path, sections.describe(),
+             f"; the command line sets {', '.join(applied)}" if applied else "")
+
+
+def command_line_overrides() -> list[Override]:
     """This command's overrides as Hydra parsed them (none outside a Hydra app)."""
     if not HydraConfig.initialized():
         return []
