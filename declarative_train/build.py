@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.accelerators import Accelerator, accelerator_class, resolve_accelerator_name
 from declarative_train.accelerators.cuda import parse_cuda_devices
+from declarative_train.callbacks.model_summary import ModelSummary, summarize
 from declarative_train.config.targets import SCHEDULER_KEYS
 from declarative_train.distributed import DDPDistribution, Distribution, SingleProcess
 from declarative_train.distributed.env import detect
@@ -224,4 +225,10 @@ def describe(components: Components) -> str:
     lines.append(f"  accelerator: {components.accelerator.describe()}")
     lines.append(f"  distribution: {type(components.distribution).__name__} (world_size={components.distribution.world_size})")
     lines.append(f"  precision: {components.precision.mode}")
+    summary = next((cb for cb in components.callbacks.values() if isinstance(cb, ModelSummary)), None)
+    depth = summary.max_depth if summary is not None else 1
+    if depth:
+        table = summarize(components.task, depth).render()
+        lines += ["", "Model summary (output shapes come with the first training step):",
+                  *(f"  {line}" if line else "" for line in table.splitlines())]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from declarative_train.callbacks.early_stopping import EarlyStopping
 from declarative_train.callbacks.histograms import ParameterHistograms
 from declarative_train.callbacks.lr_monitor import LearningRateMonitor
 from declarative_train.callbacks.model_checkpoint import ModelCheckpoint
+from declarative_train.callbacks.model_summary import ModelSummary
 from declarative_train.callbacks.progress import ProgressBar
 
-__all__ = ["Callback", "EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "ParameterHistograms", "ProgressBar"]
+__all__ = ["Callback", "EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "ParameterHistograms", "ProgressBar"]

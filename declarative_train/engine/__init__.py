@@ -2,7 +2,7 @@
 
 from declarative_train.engine.context import CheckpointProvider, TrainingContext
 from declarative_train.engine.events import Event, EventBus, Subscription
-from declarative_train.engine.executor import Executor
+from declarative_train.engine.executor import Executor, unwrapped
 from declarative_train.engine.settings import TrainerSettings
 from declarative_train.engine.state import LoopState
 
@@ -15,4 +15,5 @@ __all__ = [
     "Subscription",
     "TrainerSettings",
     "TrainingContext",
+    "unwrapped",
 ]

@@ -244,7 +244,7 @@ class Executor:
 
     def _load_weights(self, path: str) -> None:
         self.checkpoint_writer.wait()
-        load_weights(_unwrapped(self.task), path)
+        load_weights(unwrapped(self.task), path)
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -273,7 +273,7 @@ class Executor:
         optimization = Optimization(self.optimizer, self.scheduler, self.scheduler_spec, self.settings,
                                     self.precision, self.accelerator)
         self.training_state = TrainingState(
-            model=_unwrapped(self.task), optimizer=self.optimizer, scheduler=self.scheduler,
+            model=unwrapped(self.task), optimizer=self.optimizer, scheduler=self.scheduler,
             precision=self.precision, loop=self.state, device=self.accelerator.device,
             sampler=self.loaders.train_sampler, callbacks=self.callbacks, extras=self.checkpoint_extras,
         )
@@ -315,7 +315,7 @@ class Executor:
         return self.precision.convert_input(batch)
 
 
-def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
     """The task inside DDP / torch.compile wrappers."""
     while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
         model = model.module
