@@ -84,6 +84,8 @@ def _register() -> None:
         "dt_unique": lambda: _RUN_TOKEN,
         "dt_job_overrides": job_overrides,
         "dt_run_name": run_name,
+        # The sweep folder in a multirun, else "" (logger=mlflow puts a sweep's jobs under one parent run).
+        "dt_sweep_dir": lambda: str(HydraConfig.get().sweep.dir) if _is_multirun() else "",
         # Optuna's max_failure_rate from sweep.keep_going: 1.0 lets every trial fail and go on.
         "dt_max_failure_rate": lambda keep_going: 1.0 if keep_going else 0.0,
     }

@@ -48,6 +48,7 @@ def run_job(cfg: DictConfig, on_executor: Callable[[Executor], None] | None = No
         results = _results(cfg, executor, started)
         for logger in executor.loggers:
             logger.log_hyperparams(run_hparams(cfg), {**results["val"], **results["test"]})
+        _write(cfg, output_dir, executor, results)  # before the loggers finalize: they may upload it
     except (Preempted, Interrupted) as exc:
         resume_path = exc.ckpt_path if isinstance(exc, Preempted) else None
         stopped = {"status": exc.status, "error": str(exc), "resume_ckpt_path": resume_path}
@@ -67,7 +68,6 @@ def run_job(cfg: DictConfig, on_executor: Callable[[Executor], None] | None = No
     finally:
         for logger in executor.loggers if executor is not None else []:
             logger.finalize()
-    _write(cfg, output_dir, executor, results)
     log.info("results: %s", {k: results[k] for k in ("status", "best_model_score", "test", "compilations") if k in results})
     return results
 
