@@ -12,7 +12,7 @@ epoch of >= 5 repeats, the ratio of medians, and the median of per-repeat ("pair
   model + optimizer to two files). Our checkpoints are also sealed and written atomically with
   fsync, on ModelCheckpoint's writer thread (fit's time includes waiting for the last one).
 
-``--loggers tensorboard,csv`` adds a third contender to the default mode: the executor with those
+``--loggers tensorboard,csv,mlflow`` adds a third contender to the default mode: the executor with those
 loggers instead of TensorBoard alone (the issue's target: <= 1.02x the TensorBoard-only epoch).
 
 Usage: ``python bench/bench_executor.py [--repeats 7] [--epochs 5] [--validations 4] [--loggers tensorboard,csv]``
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from declarative_train import Classification, Executor  # noqa: E402
 from declarative_train.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar  # noqa: E402
 from declarative_train.data import Digits  # noqa: E402
-from declarative_train.loggers import CSVLogger, Logger, TensorBoardLogger  # noqa: E402
+from declarative_train.loggers import CSVLogger, Logger, MLflowLogger, TensorBoardLogger  # noqa: E402
 from declarative_train.metrics import Accuracy, F1Score  # noqa: E402
 from declarative_train.models import MLP  # noqa: E402
 
@@ -122,6 +122,7 @@ def _hand_validate(task: Classification, optimizer: torch.optim.Optimizer, val_l
 LOGGERS: dict[str, Callable[[Path], Logger]] = {
     "tensorboard": lambda run: TensorBoardLogger(str(run / "tb")),
     "csv": lambda run: CSVLogger(str(run)),
+    "mlflow": lambda run: MLflowLogger(str(run), tracking_uri=f"sqlite:///{run}/mlflow.db"),
 }
 
 
