@@ -177,7 +177,7 @@ class MLflowLogger(Logger):
         """The sweep's parent run: read from the sweep folder, or created once (under the lock)."""
         path = self._sweep_file(PARENT_RUN_ID_FILE)
         assert path is not None
-        run_id = _read_id(path)
+        run_id = read_run_id(path)
         if run_id and self._exists(run_id):
             self._client.update_run(run_id, status="RUNNING")
             return run_id
@@ -189,7 +189,7 @@ class MLflowLogger(Logger):
 
     def _open_run(self, experiment_id: str) -> str:
         path = Path(self.run_dir) / RUN_ID_FILE
-        run_id = _read_id(path)
+        run_id = read_run_id(path)
         if run_id and self._exists(run_id):  # a resumed run: continue it
             self._client.update_run(run_id, status="RUNNING")
             self._params = dict(self._client.get_run(run_id).data.params)
@@ -396,7 +396,8 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def _read_id(path: Path | None) -> str | None:
+def read_run_id(path: Path | None) -> str | None:
+    """The run id kept in ``path`` (``mlflow_run_id``, ``mlflow_parent_run_id``), or ``None``."""
     if path is None:
         return None
     try:

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import yaml
 
+from declarative_train.loggers.mlflow_logger import PARENT_RUN_ID_FILE, RUN_ID_FILE, read_run_id
 from declarative_train.sweep.grid import expected_jobs
 from declarative_train.sweep.job import read_results
 from declarative_train.utils.io import atomic_write_bytes
@@ -40,6 +41,7 @@ class JobRow:
     objective_name: str | None = None
     mode: str | None = None
     best: bool = False
+    mlflow_run_id: str | None = None
 
     @property
     def status_text(self) -> str:
@@ -77,12 +79,13 @@ class SweepSummary:
         """Every column, full overrides, numbers unrounded."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
+        mlflow = ["mlflow_run_id"] if self._has_mlflow() else []
         writer.writerow(["best", "job", "status", "error", *self._metric_headers(plain=True), "epochs", "wall_time_s",
-                         "overrides"])
+                         "overrides", *mlflow])
         for row in self.rows:
             writer.writerow(["*" if row.best else "", row.job, row.status, row.error,
                              *self._metric_values(row, str), _blank(row.epochs), _blank(row.wall_time_s),
-                             " ".join(row.overrides)])
+                             " ".join(row.overrides), *([row.mlflow_run_id or ""] if mlflow else [])])
         return out.getvalue()
 
     def to_markdown(self) -> str:
@@ -95,19 +98,28 @@ class SweepSummary:
             lines.append(f"- objective: {self.objective_name} ({self.mode}); best job marked *")
         if common:
             lines.append(f"- every job: {' '.join(common)}")
+        parent = read_run_id(self.sweep_dir / PARENT_RUN_ID_FILE)
+        if parent:
+            lines.append(f"- MLflow: the jobs are child runs of run {parent}")
         return "\n".join([*lines, "", self.table(), ""])
 
     def table(self) -> str:
         """The rows as an aligned Markdown table, only the overrides that differ between jobs."""
         common = set(self._common_overrides())
-        header = ["best", "job", "overrides", "status", *self._metric_headers(), "epochs", "wall_time_s"]
+        mlflow = self._has_mlflow()
+        header = ["best", "job", "overrides", "status", *self._metric_headers(), "epochs", "wall_time_s",
+                  *(["mlflow_run_id"] if mlflow else [])]
         body = [["*" if r.best else "", r.job, " ".join(o for o in r.overrides if o not in common),
                  r.status_text.replace("|", "\\|"), *self._metric_values(r, _fmt),
-                 _blank(r.epochs), "" if r.wall_time_s is None else f"{r.wall_time_s:.1f}"] for r in self.rows]
+                 _blank(r.epochs), "" if r.wall_time_s is None else f"{r.wall_time_s:.1f}",
+                 *([r.mlflow_run_id or ""] if mlflow else [])] for r in self.rows]
         widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body)]
         def line(cells: Iterable[Any]) -> str:
             return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
         return "\n".join([line(header), line("-" * w for w in widths), *(line(r) for r in body)])
+
+    def _has_mlflow(self) -> bool:
+        return any(row.mlflow_run_id for row in self.rows)
 
     def _metric_headers(self, plain: bool = False) -> list[str]:
         objective = [self.objective_name if plain else f"{self.objective_name} ({self.mode})"] if self.objective_name else []
@@ -165,8 +177,9 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
 def _row(job_dir: Path, unfinished: str) -> JobRow:
     overrides = _overrides(job_dir)
     results = read_results(job_dir)
+    mlflow_run_id = read_run_id(job_dir / RUN_ID_FILE)
     if results is None:
-        return JobRow(job=job_dir.name, overrides=overrides, status=unfinished)
+        return JobRow(job=job_dir.name, overrides=overrides, status=unfinished, mlflow_run_id=mlflow_run_id)
     status = str(results.get("status", "failed"))
     error = str(results.get("error") or "").strip().splitlines()
     objective = results.get("objective") or {}
@@ -175,7 +188,7 @@ def _row(job_dir: Path, unfinished: str) -> JobRow:
         objective=objective.get("value"), monitor=results.get("monitor"),
         best_model_score=results.get("best_model_score"), test=dict(results.get("test") or {}),
         epochs=results.get("epochs"), wall_time_s=results.get("wall_time_s"),
-        objective_name=objective.get("name"), mode=objective.get("mode"),
+        objective_name=objective.get("name"), mode=objective.get("mode"), mlflow_run_id=mlflow_run_id,
     )
 
 
@@ -197,3 +210,4 @@ def _fmt(value: float) -> str:
 
 def _blank(value: Any, fmt: Any = str) -> str:
     return "" if value is None else fmt(value)
+

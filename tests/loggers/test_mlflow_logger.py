@@ -4,6 +4,7 @@ an unreachable server, a missing package)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -212,6 +213,9 @@ def test_sweep_jobs_are_children_of_one_parent_run(tmp_path: Path) -> None:
     assert all(r.info.status == "FINISHED" and "val/acc" in r.data.metrics for r in runs)
     assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.001", "0.01"]
     assert len(client.search_runs([parent.info.experiment_id])) == 3  # no second parent from a race
+    listed = {row["job"]: row["mlflow_run_id"] for row in csv.DictReader((sweep_dir / "summary.csv").open())}
+    assert listed == {n: (sweep_dir / n / RUN_ID_FILE).read_text() for n in ("0", "1")}
+    assert f"- MLflow: the jobs are child runs of run {parent_id}" in (sweep_dir / "summary.md").read_text()
 
 
 def test_an_unreachable_tracking_server_fails_at_start(tmp_path: Path) -> None:

@@ -88,6 +88,21 @@ def test_summary_files_hold_every_job_and_the_best_mark(sweep: Path) -> None:
     assert len({len(line) for line in table}) == 1  # aligned columns
 
 
+def test_mlflow_run_ids_are_listed_when_the_jobs_have_them(sweep: Path) -> None:
+    assert "mlflow_run_id" not in summarize(sweep).to_csv()  # no column for sweeps without MLflow
+    (sweep / "0" / "mlflow_run_id").write_text("run0")
+    (sweep / "3" / "mlflow_run_id").write_text("run3\n")  # still running: its run exists already
+    (sweep / "mlflow_parent_run_id").write_text("parent")
+    summary = summarize(sweep)
+    rows = list(csv.DictReader(summary.to_csv().splitlines()))
+    assert {r["job"]: r["mlflow_run_id"] for r in rows} == {"2": "", "0": "run0", "1": "", "3": "run3", "4": ""}
+    md = summary.to_markdown()
+    assert "- MLflow: the jobs are child runs of run parent" in md
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert table[0].rstrip(" |").endswith("mlflow_run_id") and "| run0" in table[3]
+    assert len({len(line) for line in table}) == 1
+
+
 def test_a_sweep_whose_jobs_were_interrupted_says_so(sweep: Path) -> None:
     assert summarize(sweep, unfinished="interrupted").rows[3].status == "interrupted"
 
