@@ -101,6 +101,7 @@ def _is_multirun() -> bool:
 def _train_job(cfg: DictConfig) -> Any:
     from declarative_train.build import build, check_components, describe
     from declarative_train.config.validate import validate_config
+    from declarative_train.jobs.provenance import record_end, record_start
     from declarative_train.jobs.train import objective
     from declarative_train.launch.dispatch import launch_job
     from declarative_train.sweep.job import prepare_job, record_outcome
@@ -122,6 +123,7 @@ def _train_job(cfg: DictConfig) -> Any:
         finished = prepare_job(cfg, Path(HydraConfig.get().sweep.dir))
         if finished is not None:
             return objective(cfg, finished)
+    record_start(cfg)  # meta.json: command, code, environment; the workers copy it into checkpoints
     try:
         results = launch_job(cfg)  # here, or on the workers the accelerator config asks for
     except ConfigError as exc:  # a setting that does not fit the data, found once it is loaded
@@ -137,6 +139,8 @@ def _train_job(cfg: DictConfig) -> Any:
         if multirun:  # stop the whole sweep, as Ctrl-C does; this job resumes with sweep.resume=true
             raise KeyboardInterrupt(str(exc)) from exc
         _exit_with(exc, prefix="stopped: ")
+    finally:
+        record_end(cfg)
     return objective(cfg, results)
 
 

@@ -17,6 +17,7 @@ from declarative_train.build import build, seed_everything
 from declarative_train.config.stored import SECTIONS, StoredSections, stored_issues, take_sections
 from declarative_train.config.validate import validate_config
 from declarative_train.errors import ConfigError, ConfigIssue
+from declarative_train.jobs.provenance import warn_if_code_differs
 from declarative_train.utils.io import atomic_write_json
 
 log = logging.getLogger("declarative_train")
@@ -36,6 +37,7 @@ def eval_job(cfg: DictConfig) -> dict[str, Any]:
     if cfg.split not in ("test", "val"):
         raise ConfigError([ConfigIssue("split", f"must be 'test' or 'val', got {cfg.split!r}")])
     saved = checkpoint.read(cfg.ckpt_path)
+    warn_if_code_differs(saved.get("meta"), cfg.ckpt_path)
     if cfg.use_ckpt_config:
         use_checkpoint_config(cfg, saved, "dtrain-eval")
     validate_config(cfg)

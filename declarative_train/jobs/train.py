@@ -22,6 +22,7 @@ from declarative_train.errors import (
     RunFailed,
     SettingsError,
 )
+from declarative_train.jobs import provenance
 from declarative_train.jobs.hparams import run_hparams
 from declarative_train.jobs.resume import resume_checkpoint
 from declarative_train.sweep.objective import objective_entry
@@ -74,6 +75,9 @@ def run_job(cfg: DictConfig, on_executor: Callable[[Executor], None] | None = No
 
 def _fit_and_test(cfg: DictConfig, executor: Executor, output_dir: Path) -> None:
     executor.checkpoint_extras["config"] = OmegaConf.to_container(cfg, resolve=True)
+    meta = provenance.read(output_dir)  # written by the launching process (cli), absent in the Python API
+    if meta is not None:
+        executor.checkpoint_extras["meta"] = meta
     executor.setup()
     log.info("accelerator: %s | precision: %s | output: %s",
              executor.accelerator.describe(), executor.precision.mode, output_dir)
