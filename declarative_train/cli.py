@@ -188,6 +188,9 @@ def _main(config_name: str, job: Callable[[DictConfig], Any]) -> None:
         print(f"interrupted: add hydra.sweep.dir={stopped.sweep_dir} sweep.resume=true to the same command "
               "to finish the sweep", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # --help or --cfg piped into head or less, closed early: nothing went wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except Exception as exc:
         if show_tracebacks:
             raise
