@@ -79,3 +79,23 @@ def run_cli(tmp_path: Path) -> Callable[..., CLIResult]:
         return CLIResult(proc, where)
 
     return _run
+
+
+def run_entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                    entry: Callable[[], None], argv: list[str]) -> tuple[Any, str]:
+    """A console entry point (``cli.eval_main``, ``cli.export_main``) run in this process.
+
+    The same code as the command, without a new interpreter; returns its exit code (0 when it
+    returns) and what it wrote to stderr.
+    """
+    GlobalHydra.instance().clear()
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # the CLI sets it for Hydra; restored after the test
+    code: Any = 0
+    try:
+        entry()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        GlobalHydra.instance().clear()
+    return code, capsys.readouterr().err

@@ -6,8 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-#: Top-level sections that describe where a run writes, not what it trains.
-_NOT_HPARAMS = ("paths", "hydra", "sweep")
+from declarative_train.utils.tree import flatten_config_dict
 
 
 def run_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -44,15 +43,6 @@ def _scalar(text: str) -> int | float | bool | str:
 
 def flatten_config(cfg: DictConfig) -> dict[str, Any]:
     """The config flattened to ``a.b.c: value``, without paths and sweep settings."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if not (prefix == "" and key in _NOT_HPARAMS) and not str(key).startswith("_"):
-                    walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix[:-1]] = node
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return flat
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    return flatten_config_dict(container)

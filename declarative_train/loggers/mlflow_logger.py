@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from declarative_train.errors import ConfigError, ConfigIssue
 from declarative_train.loggers.base import Logger
 from declarative_train.utils.io import atomic_write_bytes
+from declarative_train.utils.tree import flatten_config_dict
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ TRUNCATED = "...[truncated]"
 #: Metric batches waiting for the sender thread before ``log_metrics`` waits for it.
 SENDER_QUEUE = 16
 
-#: Top-level config sections that say where a run writes, not what it trains (as ``jobs/hparams.py``).
-NOT_PARAMS = ("paths", "hydra", "sweep")
 #: ``results.json`` status -> MLflow run status.
 STATUSES = {"ok": "FINISHED", "failed": "FAILED", "preempted": "KILLED", "interrupted": "KILLED"}
 
@@ -268,7 +267,7 @@ class MLflowLogger(Logger):
             except yaml.YAMLError:
                 return
             if isinstance(config, dict):
-                self._log_params(flatten_params(config))
+                self._log_params(flatten_config_dict(config))
 
     def log_hyperparams(self, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         """Add the params not logged yet (the metrics are in the run's history already)."""
@@ -345,25 +344,6 @@ class MLflowLogger(Logger):
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-def flatten_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config flattened to ``a.b.c: value`` without paths/hydra/sweep and ``_private_`` keys.
-
-    The same keys as ``jobs.hparams.flatten_config`` (which works on the OmegaConf object).
-    """
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if not (prefix == "" and key in NOT_PARAMS) and not str(key).startswith("_"):
-                    walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix[:-1]] = node
-
-    walk(dict(config), "")
-    return flat
 
 
 def param_value(value: Any) -> str:

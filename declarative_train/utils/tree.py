@@ -79,3 +79,27 @@ def tensor_bytes(obj: Any) -> int:
 def move_to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """``batch`` with every tensor inside it moved to ``device`` (containers keep their type)."""
     return map_tensors(batch, lambda t: t.to(device, non_blocking=non_blocking))
+
+
+#: Top-level config sections that say where a run writes, not what it trains: not hyperparameters.
+NOT_HYPERPARAMETERS = ("paths", "hydra", "sweep")
+
+
+def flatten_config_dict(config: Mapping[Any, Any]) -> dict[str, Any]:
+    """A plain (resolved) config flattened to ``a.b.c: value``, as runs log their hyperparameters.
+
+    Leaves out the :data:`NOT_HYPERPARAMETERS` sections and ``_private_`` keys (``_target_``
+    included); lists stay values.
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if not (prefix == "" and key in NOT_HYPERPARAMETERS) and not str(key).startswith("_"):
+                    walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(config, "")
+    return flat

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from declarative_train.checkpoint import file as ckpt_file
 from declarative_train.config.stored import stored_issues, take_sections
-from tests.conftest import cli_env
+from tests.conftest import cli_env, run_entry_point
 
 LIMIT = ["debug=limit", "logger=none", "~callbacks.progress_bar"]
 
@@ -108,21 +108,9 @@ ROUTES = [
 
 def _eval_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[Any, str]:
     """``dtrain-eval ARGS`` run in this process (the same entry point, without a new interpreter)."""
-    from hydra.core.global_hydra import GlobalHydra
-
     from declarative_train import cli
 
-    GlobalHydra.instance().clear()
-    monkeypatch.setattr(sys, "argv", ["dtrain-eval", *args])
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # the CLI sets it for Hydra; restored after the test
-    code: Any = 0
-    try:
-        cli.eval_main()
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        GlobalHydra.instance().clear()
-    return code, capsys.readouterr().err
+    return run_entry_point(monkeypatch, capsys, cli.eval_main, ["dtrain-eval", *args])
 
 
 def test_the_reported_checkpoint_is_refused_by_the_command(trained: dict[str, Any], tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from declarative_train.data import Digits
 from declarative_train.export import FORMATS, Format
 from declarative_train.models import CNN, MLP
 from declarative_train.tasks import Classification
-from tests.conftest import cli_env
+from tests.conftest import cli_env, run_entry_point
 from tests.export.nets import CumMaxNet
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -57,19 +57,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _export(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], run_dir: Path,
             *args: str) -> tuple[Any, str]:
     """``dtrain-export ARGS`` in this process (the same entry point); its exit code and stderr."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    monkeypatch.setattr(sys, "argv", ["dtrain-export", *args, f"hydra.run.dir={run_dir}"])
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
-    code: Any = 0
-    try:
-        cli.export_main()
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        GlobalHydra.instance().clear()
-    return code, capsys.readouterr().err
+    return run_entry_point(monkeypatch, capsys, cli.export_main,
+                           ["dtrain-export", *args, f"hydra.run.dir={run_dir}"])
 
 
 def _eager(model: str, ckpt: Path) -> Classification:
