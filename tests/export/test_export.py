@@ -15,11 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from declarative_train import cli
 from declarative_train.checkpoint import file as checkpoint_file
@@ -29,6 +26,11 @@ from declarative_train.models import CNN, MLP
 from declarative_train.tasks import Classification
 from tests.conftest import cli_env, run_entry_point
 from tests.export.nets import CumMaxNet
+
+# The export extra (make install has it; the torch-xla venv of the xla tier does not).
+onnxruntime = pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+safetensors_torch = pytest.importorskip("safetensors.torch", reason="the export extra is not installed")
+safe_open = pytest.importorskip("safetensors", reason="the export extra is not installed").safe_open
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "test=false",
@@ -84,7 +86,7 @@ def _reloaded(fmt: str, path: Path, model: str) -> Any:
     if fmt == "torchscript":
         return torch.jit.load(str(path))
     task = Classification(net=NETS[model](), loss=torch.nn.CrossEntropyLoss())
-    task.load_state_dict(load_file(str(path)))
+    task.load_state_dict(safetensors_torch.load_file(str(path)))
     return task.eval()
 
 
