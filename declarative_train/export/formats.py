@@ -64,7 +64,7 @@ def write(fmt: str, module: nn.Module, example: torch.Tensor, path: Path, *, ops
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(f"{FORMATS[fmt].describe.split(',')[0]} failed for {_describe(module)}: "
+        raise ExportError(f"writing {fmt} ({FORMATS[fmt].describe}) failed for {_describe(module)}: "
                           f"{type(exc).__name__}: {_first_lines(exc)}") from exc
 
 
