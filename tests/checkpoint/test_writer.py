@@ -56,6 +56,7 @@ def test_then_runs_after_the_files_are_in_place(tmp_path: Path) -> None:
                  then=lambda: seen.append((tmp_path / "last.ckpt").is_file()))
     writer.wait()
     assert seen == [True]
+    writer.close()
 
 
 def _failing_targets(tmp_path: Path) -> list[Path]:
@@ -76,6 +77,7 @@ def test_a_failed_background_write_is_raised_at_the_next_write_and_keeps_old_fil
     assert ckpt_file.read(tmp_path / "last.ckpt") == {"v": 1}
     assert ckpt_file.stale_temp_files(tmp_path) == []
     writer.wait()  # the error was handed over once
+    writer.close()
 
 
 def test_wait_quietly_logs_instead_of_raising(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -83,15 +85,18 @@ def test_wait_quietly_logs_instead_of_raising(tmp_path: Path, caplog: pytest.Log
     writer.write({"v": 2}, _failing_targets(tmp_path), background=True)
     writer.wait_quietly()
     assert "cannot write checkpoint" in caplog.text
+    writer.close(quietly=True)
 
 
 def test_fit_ends_with_every_file_in_place(make_executor: Callable[..., Executor], tmp_path: Path) -> None:
     saver = ModelCheckpoint(dirpath=str(tmp_path), monitor=None, save_top_k=2, every_n_train_steps=1,
                             every_n_epochs=0)
     ex = make_executor(callbacks={"model_checkpoint": saver}, max_epochs=1, limit_train_batches=5)
+    earlier = set(threading.enumerate())  # writer threads other tests left to the garbage collector
     ex.fit()
     assert not ex.checkpoint_writer.busy
-    assert not [t for t in threading.enumerate() if t.name.startswith("checkpoint-writer")]  # stopped at the end
+    started = [t for t in threading.enumerate() if t not in earlier and t.name.startswith("checkpoint-writer")]
+    assert not started  # fit's writer thread stopped at its end
     # Files that left the top 2 were deleted only after their replacement was in place.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch=0-step=4.ckpt", "epoch=0-step=5.ckpt", "last.ckpt"]
     assert ckpt_file.read(tmp_path / "last.ckpt")["loop"]["global_step"] == 5
