@@ -37,6 +37,7 @@ import torch
 
 from declarative_train.errors import CheckpointError
 from declarative_train.utils.io import fsync_dir
+from declarative_train.utils.text import first_line
 from declarative_train.utils.tree import tensor_bytes
 
 FOOTER_PREFIX = b"declarative_train.ckpt digest="
@@ -111,7 +112,7 @@ class PendingWrite:
             with contextlib.suppress(OSError):
                 os.unlink(self.tmp)
             if isinstance(exc, Exception):  # torch.save reports a full disk as a RuntimeError
-                reason = _reason(exc) if isinstance(exc, OSError) else _first_line(exc)
+                reason = _reason(exc) if isinstance(exc, OSError) else first_line(exc)
                 raise CheckpointError(f"cannot write checkpoint {self.targets[-1]}: {reason}; "
                                       "the files already there are unchanged") from exc
             raise
@@ -123,7 +124,7 @@ def read(path: str | os.PathLike[str]) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises many kinds for unreadable or unsafe content
-        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {_first_line(exc)}") from None
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first_line(exc)}") from None
 
 
 def verify(path: str | os.PathLike[str]) -> None:
@@ -252,8 +253,3 @@ def _flushing_in_background(path: Path) -> Iterator[None]:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

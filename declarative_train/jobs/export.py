@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from declarative_train.errors import ConfigError, ConfigIssue
 from declarative_train.export import FORMATS, ExportReport, export_model
 from declarative_train.export.formats import INPUT_NAME, OUTPUT_NAME, metadata_config
 from declarative_train.jobs.evaluate import command_line_overrides, use_checkpoint_config
+from declarative_train.jobs.provenance import package_version
+from declarative_train.tasks import Classification
 from declarative_train.utils.io import atomic_write_json
 from declarative_train.utils.text import not_one_of
 
@@ -56,7 +57,7 @@ def export_job(cfg: DictConfig) -> dict[str, Any]:
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     report = export_model(task, example, check, cfg.format, path, tolerance=tolerance, opset=cfg.opset,
                           metadata=metadata_config({"model": model_config, "dtype": cfg.dtype}))
-    description = _description(cfg, report, components.data)
+    description = _description(cfg, report, components.task, components.data)
     atomic_write_json(path.parent / "export.json", description)
     log.info("exported %s as %s to %s (max abs difference to eager PyTorch %.3g)",
              cfg.ckpt_path, cfg.format, path, report.max_abs_diff)
@@ -117,7 +118,7 @@ def _data_inputs(data: Any) -> torch.Tensor:
     return inputs
 
 
-def _description(cfg: DictConfig, report: ExportReport, data: Any) -> dict[str, Any]:
+def _description(cfg: DictConfig, report: ExportReport, task: Any, data: Any) -> dict[str, Any]:
     """``export.json``: what the file is, what it takes and gives, and how closely it was checked."""
     description: dict[str, Any] = {
         "format": report.format,
@@ -133,15 +134,15 @@ def _description(cfg: DictConfig, report: ExportReport, data: Any) -> dict[str, 
     }
     if report.format == "onnx":
         description["opset"] = cfg.opset
-    classes = _class_names(cfg, data)
+    classes = _class_names(task, data)
     if classes is not None:
         description["class_names"] = classes
     return description
 
 
-def _class_names(cfg: DictConfig, data: Any) -> list[str] | None:
+def _class_names(task: Any, data: Any) -> list[str] | None:
     """The data module's ``class_names``, else class indices, for classifiers; ``None`` otherwise."""
-    if not str(cfg.model.get("_target_", "")).endswith("Classification"):
+    if not isinstance(task, Classification):
         return None
     names = getattr(data, "class_names", None)
     if names is not None:
@@ -152,9 +153,5 @@ def _class_names(cfg: DictConfig, data: Any) -> list[str] | None:
 
 def _versions(packages: tuple[str, ...]) -> dict[str, str]:
     versions = {"declarative_train": __version__, "torch": torch.__version__}
-    for package in packages:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+    installed = {package: package_version(package) for package in packages}
+    return {**versions, **{package: version for package, version in installed.items() if version}}

@@ -17,7 +17,6 @@ import os
 import platform
 import shlex
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from declarative_train._version import __version__
+from declarative_train.utils.git import git_commit, git_output
 from declarative_train.utils.io import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("declarative_train")
@@ -33,7 +33,6 @@ META_FILE = "meta.json"
 DIFF_FILE = "git.diff"
 MAX_DIFF_BYTES = 10 * 1024 * 1024
 MAX_UNTRACKED = 100
-GIT_TIMEOUT_S = 10
 
 
 def record_start(cfg: DictConfig, argv: list[str] | None = None) -> dict[str, Any]:
@@ -115,16 +114,16 @@ def warn_if_code_differs(saved_meta: Any, ckpt_path: str) -> str | None:
 
 def git_state(folder: Path, with_diff: bool = True) -> dict[str, Any]:
     """The repository ``folder`` is in: top level, commit, dirty flag, untracked files, the diff."""
-    top = _git(folder, "rev-parse", "--show-toplevel")
+    top = git_output(folder, "rev-parse", "--show-toplevel")
     if top is None:
         return {"repository": None, "note": "not inside a git repository (or git is not installed)"}
-    commit = _git(folder, "rev-parse", "HEAD")
-    status = _git(folder, "status", "--porcelain", "--untracked-files=normal") or ""
+    commit = git_commit(folder)
+    status = git_output(folder, "status", "--porcelain", "--untracked-files=normal") or ""
     untracked = [line[3:] for line in status.splitlines() if line.startswith("??")]
-    state: dict[str, Any] = {"repository": top.strip(), "commit": commit.strip() if commit else None,
+    state: dict[str, Any] = {"repository": top.strip(), "commit": commit,
                              "dirty": bool(status.strip()), "untracked": untracked[:MAX_UNTRACKED]}
     if with_diff and state["dirty"]:
-        diff = _git(folder, "diff", "HEAD", binary=True)
+        diff = git_output(folder, "diff", "HEAD", binary=True)
         if isinstance(diff, bytes) and diff:
             if len(diff) > MAX_DIFF_BYTES:
                 diff = diff[:MAX_DIFF_BYTES] + b"\n[git.diff cut at 10 MiB]\n"
@@ -145,20 +144,11 @@ def _earlier_attempts(previous: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [*(earlier if isinstance(earlier, list) else []), summary]
 
 
-def _git(folder: Path, *args: str, binary: bool = False) -> Any:
-    try:
-        proc = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, timeout=GIT_TIMEOUT_S,
-                              text=not binary)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
-
-
 def _torch_versions() -> dict[str, Any]:
     import torch
 
     versions: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": None,
-                                "nccl": None, "torch_xla": _version_of("torch_xla")}
+                                "nccl": None, "torch_xla": package_version("torch_xla")}
     if torch.backends.cudnn.is_available():
         versions["cudnn"] = torch.backends.cudnn.version()
     if torch.cuda.is_available() and hasattr(torch.cuda, "nccl"):
@@ -186,7 +176,8 @@ def _packages() -> dict[str, str]:
     return dict(sorted(packages.items(), key=lambda item: item[0].lower()))
 
 
-def _version_of(package: str) -> str | None:
+def package_version(package: str) -> str | None:
+    """The installed version of ``package``, or ``None`` when it is not installed."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:

@@ -8,7 +8,6 @@ import logging
 import os
 import queue
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -18,7 +17,9 @@ from urllib.parse import urlparse
 
 from declarative_train.errors import ConfigError, ConfigIssue
 from declarative_train.loggers.base import Logger
+from declarative_train.utils.git import git_commit
 from declarative_train.utils.io import atomic_write_bytes
+from declarative_train.utils.text import first_line
 from declarative_train.utils.tree import flatten_config_dict
 
 log = logging.getLogger(__name__)
@@ -128,14 +129,15 @@ class MLflowLogger(Logger):
             with _locked(self._sweep_file(PARENT_RUN_ID_FILE)), _locked(database):
                 self._client = MlflowClient(tracking_uri=self.tracking_uri)
                 experiment_id = self._experiment_id()
+                tags = {**self.tags, **_git_tags()}  # git asked once, for the run and its sweep's run
                 if self.sweep_dir:
-                    self.parent_run_id = self._parent_run(experiment_id)
-            self.run_id = self._open_run(experiment_id)
+                    self.parent_run_id = self._parent_run(experiment_id, tags)
+            self.run_id = self._open_run(experiment_id, tags)
         except ConfigError:
             raise
         except Exception as exc:
             raise _config_error("tracking_uri", f"cannot use the MLflow tracking store {self.tracking_uri!r}: "
-                                                f"{type(exc).__name__}: {_first_line(exc)}") from exc
+                                                f"{type(exc).__name__}: {first_line(exc)}") from exc
         self._log_hydra_files()
         self._sender = threading.Thread(target=self._send_loop, name="mlflow-logger", daemon=True)
         self._sender.start()
@@ -172,7 +174,7 @@ class MLflowLogger(Logger):
         database = _sqlite_file(self.tracking_uri)
         return (database.resolve().parent / "mlartifacts").as_uri() if database is not None else None
 
-    def _parent_run(self, experiment_id: str) -> str:
+    def _parent_run(self, experiment_id: str, tags: Mapping[str, str]) -> str:
         """The sweep's parent run: read from the sweep folder, or created once (under the lock)."""
         path = self._sweep_file(PARENT_RUN_ID_FILE)
         assert path is not None
@@ -181,12 +183,12 @@ class MLflowLogger(Logger):
             self._client.update_run(run_id, status="RUNNING")
             return run_id
         sweep_name = os.path.basename(os.path.normpath(self.sweep_dir))
-        tags = {**self.tags, "dtrain.sweep_dir": os.path.abspath(self.sweep_dir), **_git_tags()}
-        run = self._client.create_run(experiment_id, run_name=sweep_name, tags=tags)
+        run = self._client.create_run(experiment_id, run_name=sweep_name,
+                                      tags={**tags, "dtrain.sweep_dir": os.path.abspath(self.sweep_dir)})
         atomic_write_bytes(str(path), run.info.run_id.encode())
         return str(run.info.run_id)
 
-    def _open_run(self, experiment_id: str) -> str:
+    def _open_run(self, experiment_id: str, base_tags: Mapping[str, str]) -> str:
         path = Path(self.run_dir) / RUN_ID_FILE
         run_id = read_run_id(path)
         if run_id and self._exists(run_id):  # a resumed run: continue it
@@ -194,7 +196,7 @@ class MLflowLogger(Logger):
             self._params = dict(self._client.get_run(run_id).data.params)
             log.info("mlflow: continuing run %s (from %s)", run_id, path)
             return run_id
-        tags = {**self.tags, "dtrain.run_dir": os.path.abspath(self.run_dir), **_git_tags()}
+        tags = {**base_tags, "dtrain.run_dir": os.path.abspath(self.run_dir)}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
         run = self._client.create_run(experiment_id, run_name=self.run_name, tags=tags)
@@ -340,7 +342,7 @@ class MLflowLogger(Logger):
             call(*args, **kwargs)
         except Exception as exc:  # a tracking hiccup must not stop training
             log.warning("mlflow: could not %s for run %s: %s: %s", what, self.run_id, type(exc).__name__,
-                        _first_line(exc))
+                        first_line(exc))
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -408,17 +410,8 @@ def _locked(path: Path | None) -> Iterator[None]:
 
 def _git_tags() -> dict[str, str]:
     """``mlflow.source.git.commit`` of the working directory, when git answers within two seconds."""
-    try:
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2)
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    commit = proc.stdout.strip()
-    return {"mlflow.source.git.commit": commit} if proc.returncode == 0 and commit else {}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    commit = git_commit(Path.cwd(), timeout=2)
+    return {"mlflow.source.git.commit": commit} if commit else {}
 
 
 def _config_error(key: str, message: str) -> ConfigError:
