@@ -35,18 +35,18 @@ MAX_DIFF_BYTES = 10 * 1024 * 1024
 MAX_UNTRACKED = 100
 
 
-def record_start(cfg: DictConfig, argv: list[str] | None = None) -> dict[str, Any]:
+def record_start(cfg: DictConfig) -> dict[str, Any]:
     """Write ``meta.json`` (and ``git.diff`` for a dirty checkout) into the run folder; return it."""
     run_dir = Path(cfg.paths.output_dir)
     git = git_state(Path.cwd())
-    diff = git.pop("_diff", None)
+    diff = _uncommitted_changes(Path.cwd()) if git.get("dirty") else None
     if diff is not None:
         atomic_write_bytes(run_dir / DIFF_FILE, diff)
         git["diff_file"] = DIFF_FILE
     program = Path(sys.argv[0]).name
     program = "python -m declarative_train" if program == "__main__.py" else program
     meta = {
-        "command": shlex.join([program, *(argv if argv is not None else sys.argv[1:])]),
+        "command": shlex.join([program, *sys.argv[1:]]),
         "cwd": os.getcwd(),
         "declarative_train": __version__,
         "git": git,
@@ -96,7 +96,7 @@ def warn_if_code_differs(saved_meta: Any, ckpt_path: str) -> str | None:
     then = saved_meta["git"]
     if not then.get("commit"):
         return None
-    now = git_state(Path.cwd(), with_diff=False)
+    now = git_state(Path.cwd())
     reasons = []
     if now.get("commit") != then.get("commit"):
         reasons.append(f"it was trained at commit {str(then['commit'])[:12]}, this is "
@@ -112,23 +112,24 @@ def warn_if_code_differs(saved_meta: Any, ckpt_path: str) -> str | None:
     return message
 
 
-def git_state(folder: Path, with_diff: bool = True) -> dict[str, Any]:
-    """The repository ``folder`` is in: top level, commit, dirty flag, untracked files, the diff."""
+def git_state(folder: Path) -> dict[str, Any]:
+    """The repository ``folder`` is in: top level, commit, dirty flag, untracked files."""
     top = git_output(folder, "rev-parse", "--show-toplevel")
     if top is None:
         return {"repository": None, "note": "not inside a git repository (or git is not installed)"}
     commit = git_commit(folder)
     status = git_output(folder, "status", "--porcelain", "--untracked-files=normal") or ""
     untracked = [line[3:] for line in status.splitlines() if line.startswith("??")]
-    state: dict[str, Any] = {"repository": top.strip(), "commit": commit,
-                             "dirty": bool(status.strip()), "untracked": untracked[:MAX_UNTRACKED]}
-    if with_diff and state["dirty"]:
-        diff = git_output(folder, "diff", "HEAD", binary=True)
-        if isinstance(diff, bytes) and diff:
-            if len(diff) > MAX_DIFF_BYTES:
-                diff = diff[:MAX_DIFF_BYTES] + b"\n[git.diff cut at 10 MiB]\n"
-            state["_diff"] = diff
-    return state
+    return {"repository": top.strip(), "commit": commit, "dirty": bool(status.strip()),
+            "untracked": untracked[:MAX_UNTRACKED]}
+
+
+def _uncommitted_changes(folder: Path) -> bytes | None:
+    """``git diff HEAD`` (cut at :data:`MAX_DIFF_BYTES`), or ``None`` when there is nothing to show."""
+    diff = git_output(folder, "diff", "HEAD", binary=True)
+    if not isinstance(diff, bytes) or not diff:
+        return None
+    return diff if len(diff) <= MAX_DIFF_BYTES else diff[:MAX_DIFF_BYTES] + b"\n[git.diff cut at 10 MiB]\n"
 
 
 def _earlier_attempts(previous: dict[str, Any] | None) -> list[dict[str, Any]]:
