@@ -6,10 +6,10 @@ epoch of >= 5 repeats, the ratio of medians, and the median of per-repeat ("pair
 
 - lean: the executor with no callbacks, loggers, metrics or validation vs the bare loop.
 - default: TensorBoard every 10 steps, a checkpoint after each validation (top-1 + last.ckpt; one
-  validation an epoch, or --validations N), val metrics
-  (acc, macro f1), LR and progress, vs a hand-written loop doing the same work (SummaryWriter,
-  a validation pass computing loss, accuracy and macro F1 from a confusion matrix, torch.save of
-  model + optimizer to two files). Our checkpoints are also sealed and written atomically with
+  validation an epoch, or --validations N), val metrics (acc, macro f1), LR and progress, vs a
+  hand-written loop doing the same work (SummaryWriter, a validation pass computing loss, accuracy
+  and macro F1 from a confusion matrix, torch.save of model + optimizer to two files). The
+  executor also writes the model summary, as ``callbacks=default`` does (the loop has none). Our checkpoints are also sealed and written atomically with
   fsync, on ModelCheckpoint's writer thread (fit's time includes waiting for the last one).
 
 ``--loggers tensorboard,csv,mlflow`` adds a third contender to the default mode: the executor with those
@@ -39,7 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from declarative_train import Classification, Executor  # noqa: E402
-from declarative_train.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar  # noqa: E402
+from declarative_train.callbacks import (  # noqa: E402
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ModelSummary,
+    ProgressBar,
+)
 from declarative_train.data import Digits  # noqa: E402
 from declarative_train.loggers import CSVLogger, Logger, MLflowLogger, TensorBoardLogger  # noqa: E402
 from declarative_train.metrics import Accuracy, F1Score  # noqa: E402
@@ -137,7 +142,8 @@ def executor_loop(epochs: int, extras: bool, workdir: Path, validations: int = 1
                         "f1": F1Score(task="multiclass", num_classes=10, average="macro")},
             "callbacks": {"model_checkpoint": ModelCheckpoint(str(run / "checkpoints"), monitor="val/acc", mode="max"),
                           "lr_monitor": LearningRateMonitor(),
-                          "progress_bar": ProgressBar(refresh_rate=10)},
+                          "progress_bar": ProgressBar(refresh_rate=10),
+                          "model_summary": ModelSummary(save_dir=str(run))},
             "loggers": [LOGGERS[name](run) for name in loggers],
             "val_check_interval": 1.0 / validations,
         }
