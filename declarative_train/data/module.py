@@ -3,6 +3,11 @@
 The executor decides shuffling and samplers (distributed, overfit); the module supplies datasets
 and loader settings. Custom modules implement :meth:`DataModule.setup` (fill ``self.datasets``)
 or override :meth:`DataModule.dataloader` entirely.
+
+Datasets held as tensors (a plain :class:`~torch.utils.data.TensorDataset`) are fetched a batch at
+a time: one indexing operation per tensor instead of ``batch_size`` calls to ``__getitem__`` and a
+collate. The loader's sampler, batch size and so its order are the stock DataLoader's, so batches
+are the same tensors either way; ``batch_fetch=False`` turns it off.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class DataModule:
         pin_memory: bool = False,
         persistent_workers: bool = False,
         drop_last: bool = False,
+        batch_fetch: bool = True,
     ) -> None:
         name = type(self).__name__
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -39,6 +45,7 @@ class DataModule:
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.drop_last = drop_last
+        self.batch_fetch = batch_fetch
         self.datasets: dict[str, Dataset[Any]] = {}
 
     def setup(self) -> None:
@@ -56,8 +63,12 @@ class DataModule:
         dataset = self.datasets.get(split) if split != "predict" else self.datasets.get("predict", self.datasets.get("test"))
         if dataset is None:
             raise ValueError(f"{type(self).__name__} has no '{split}' split")
+        collate: Any = None
+        if self.batch_fetch and isinstance(dataset, TensorDataset) and _indexes_whole_batches(dataset):
+            dataset, collate = BatchFetchingTensorDataset(*dataset.tensors), _already_collated
         return DataLoader(
             dataset,
+            collate_fn=collate,
             batch_size=self.batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
@@ -67,6 +78,28 @@ class DataModule:
             drop_last=self.drop_last and split == "train",
             generator=generator,
         )
+
+
+class BatchFetchingTensorDataset(TensorDataset):
+    """A :class:`TensorDataset` whose batches are fetched by one indexing operation per tensor.
+
+    ``DataLoader`` calls :meth:`__getitems__` with a batch's indices; the result is the batch that
+    the default collate would have stacked from the samples (a list of tensors).
+    """
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        index = torch.as_tensor(indices)
+        return [tensor[index] for tensor in self.tensors]
+
+
+def _indexes_whole_batches(dataset: TensorDataset) -> bool:
+    """Whether the dataset is a plain TensorDataset (a subclass with its own ``__getitem__`` keeps
+    its per-sample path)."""
+    return type(dataset).__getitem__ is TensorDataset.__getitem__ and not hasattr(dataset, "__getitems__")
+
+
+def _already_collated(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+    return batch
 
 
 class TensorDataModule(DataModule):
