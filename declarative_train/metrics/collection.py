@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any, cast
 
 from torch import Tensor, nn
@@ -95,9 +95,22 @@ class MetricCollection(nn.Module):
         return {k: v for k, v in kwargs.items() if k in accepted}
 
     def update(self, *args: Any, **kwargs: Any) -> None:
-        """Update every member with the same inputs."""
+        """Update every member with the same inputs.
+
+        Members with the same :meth:`~Metric.state_group` (accuracy and F1 over the same counts)
+        are updated once: the others copy the states of the first. So update members only through
+        the collection, or not at all.
+        """
+        updated: dict[Hashable, Metric] = {}
         for name, metric in self._members().items():
+            group = metric.state_group()
+            first = updated.get(group) if group is not None else None
+            if first is not None:
+                metric._copy_states_from(first)
+                continue
             metric.update(*args, **self._kw(name, kwargs))
+            if group is not None:
+                updated[group] = metric
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Update every member and return the values on this batch alone."""

@@ -6,9 +6,11 @@ State registration and the ``nn.Module`` plumbing live in :mod:`._states`, the w
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Hashable
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypedDict
+
+from torch import Tensor
 
 from declarative_train.metrics import sync as _sync
 from declarative_train.metrics._runtime import KINDS, merge_state, wrap_compute, wrap_update
@@ -153,6 +155,23 @@ class Metric(StateModule):
         self._rt.update_count = count + 1
         self._rt.computed = None
         return value
+
+    # ------------------------------------------------------------------ compute groups
+    def state_group(self) -> Hashable | None:
+        """A key equal for metrics whose states the same updates leave equal (``None``: its own).
+
+        :class:`~declarative_train.metrics.MetricCollection` updates one member of each group and
+        gives the others copies of its states (TorchMetrics' compute groups): accuracy and F1 over
+        the same confusion counts count each batch once.
+        """
+        return None
+
+    def _copy_states_from(self, other: Metric) -> None:
+        """Take the states of ``other`` (same :meth:`state_group`), as if updated the same way."""
+        self._set_states({name: value.clone() if isinstance(value, Tensor) else list(value)
+                          for name, value in other.metric_state().items()})
+        self._rt.update_count = other._rt.update_count
+        self._rt.computed = None
 
     # ------------------------------------------------------------------ sync
     def _sync_entry(self) -> tuple[dict[str, StateValue], dict[str, Reduction]]:

@@ -16,8 +16,10 @@ from declarative_train.metrics import (
     MeanSquaredError,
     Metric,
     MetricCollection,
+    Precision,
     R2Score,
 )
+from declarative_train.metrics.functional import _stats
 
 
 class Summer(Metric):
@@ -170,6 +172,35 @@ def test_executor_contract_regression():
     assert torch.isclose(out["val/mse"], ((p - t) ** 2).mean())
     assert torch.isclose(out["val/mae"], (p - t).abs().mean())
     assert all(v.ndim == 0 for v in out.values())
+
+
+def test_metrics_sharing_counts_count_each_batch_once(monkeypatch):
+    """Accuracy, macro F1 and macro precision over the same counts: one count per batch, same values."""
+    counted = []
+    count = _stats.update_state
+    monkeypatch.setattr(_stats, "update_state", lambda *a: counted.append(1) or count(*a))
+
+    def members():
+        return {"acc": Accuracy(task="multiclass", num_classes=5),
+                "f1": F1Score(task="multiclass", num_classes=5, average="macro"),
+                "prec": Precision(task="multiclass", num_classes=5, average="macro"),
+                "top2": Accuracy(task="multiclass", num_classes=5, top_k=2)}  # other counts: own group
+    torch.manual_seed(0)
+    batches = [(torch.randn(16, 5), torch.randint(0, 5, (16,))) for _ in range(3)]
+    coll, alone = MetricCollection(members()), members()
+    for _ in range(2):  # twice: a reset must not leave a member behind
+        for logits, target in batches:
+            coll.update(logits, target)
+        assert len(counted) == 2 * len(batches)  # acc/f1/prec once, top2 once
+        for name in ("acc", "f1", "prec", "top2"):
+            for logits, target in batches:
+                alone[name].update(logits, target)
+            assert torch.equal(coll[name].compute(), alone[name].compute()), name
+            assert coll[name].update_count == len(batches)
+            alone[name].reset()
+        coll.reset()
+        counted.clear()
+    assert Accuracy(task="binary", threshold=0.3).state_group() != Accuracy(task="binary").state_group()
 
 
 def test_collection_api():

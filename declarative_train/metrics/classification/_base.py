@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, TypedDict
 
 import attrs
@@ -137,6 +138,13 @@ class CountMetric(ClassificationMetric):
     def compute(self) -> Tensor:
         """The metric over everything accumulated since the last reset."""
         return self._from_state(self.confmat)
+
+    def state_group(self) -> Hashable | None:
+        """Count metrics share their counts when the settings that shape them agree (not ``average``)."""
+        if type(self).update is not CountMetric.update:  # a subclass that counts its own way
+            return None
+        a = self.args
+        return ("counts", a.task, a.num_outputs, a.threshold, a.top_k, a.ignore_index, str(self.device))
 
     def _from_state(self, state: Tensor) -> Tensor:
         raise NotImplementedError
