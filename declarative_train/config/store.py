@@ -8,8 +8,14 @@ from declarative_train.config.schema import EvalConfig, ExportConfig, TrainConfi
 
 
 def register_schemas() -> None:
-    """Store the schemas that ``train.yaml``, ``eval.yaml`` and ``export.yaml`` list first."""
+    """Store the schemas that ``train.yaml``, ``eval.yaml`` and ``export.yaml`` list first.
+
+    Once per process: converting the schemas costs ~50 ms, and the job calls this again for
+    launchers that run jobs in fresh processes.
+    """
     store = ConfigStore.instance()
+    if "train_schema.yaml" in store.repo:
+        return
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="eval_schema", node=EvalConfig)
     store.store(name="export_schema", node=ExportConfig)
