@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from declarative_train.accelerators import Accelerator, accelerator_class, resolve_accelerator_name
 from declarative_train.accelerators.cuda import parse_cuda_devices
 from declarative_train.callbacks.model_summary import ModelSummary, summarize
-from declarative_train.config.targets import SCHEDULER_KEYS
+from declarative_train.config.data_shapes import apply_shapes
+from declarative_train.config.targets import SCHEDULER_KEYS, locate
+from declarative_train.data.shapes import SHAPE_KEYS, ReportsShapes
 from declarative_train.distributed import DDPDistribution, Distribution, SingleProcess
 from declarative_train.distributed.env import detect
 from declarative_train.engine import Executor, TrainerSettings
@@ -135,6 +137,54 @@ def _named_key(node: Any, message: str) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
+def infer_data_shapes(cfg: DictConfig) -> None:
+    """Fill ``cfg.data``'s null shape keys (``num_features``, ``num_classes``, ...) from the data.
+
+    Only data modules that implement :class:`~declarative_train.data.shapes.ReportsShapes` are
+    asked; they read their data to answer. Problems (a file that is missing, an unknown column, a
+    value that contradicts the data, a classifier on a regression target) raise
+    :class:`ConfigError` naming the ``data.<key>``. Called by ``dtrain`` after validation, so the
+    launching process resolves the values once and workers read them from the resolved config.
+    """
+    target = cfg.data.get("_target_") if isinstance(cfg.get("data"), DictConfig) else None
+    try:
+        cls = locate(str(target)) if target else None
+    except ImportError:
+        return  # validation reports it
+    if not (isinstance(cls, type) and issubclass(cls, ReportsShapes)):
+        return
+    data = _make(cfg.data, cfg)
+    try:
+        found = data.data_shapes()
+    except ArgumentError as exc:
+        raise ConfigError([ConfigIssue(f"data.{exc.argument}", str(exc))]) from None
+    issues = apply_shapes(cfg, found)
+    if issues:
+        raise ConfigError(issues)
+    _inferred_data.clear()
+    _inferred_data[_data_key(cfg)] = data
+
+
+#: The data module :func:`infer_data_shapes` read, for the :func:`build` of the same config that
+#: follows in this process (a table is read once). Taken by that build; replaced by the next job's.
+_inferred_data: dict[str, Any] = {}
+
+
+def _data_key(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg.data, resolve=True)
+
+
+def forget_inferred_data() -> None:
+    """Drop the data module kept for a build in this process (the job runs in other processes)."""
+    _inferred_data.clear()
+
+
+def _shapes_unknown(cfg: DictConfig) -> bool:
+    """Whether ``cfg.data`` still waits for values from the data (its ``num_features`` is null)."""
+    data = cfg.get("data")
+    return isinstance(data, DictConfig) and "num_features" in data and data.num_features is None
+
+
 def build_accelerator(cfg: DictConfig) -> Accelerator:
     """The accelerator for ``cfg.accelerator`` in this process."""
     acc = cfg.accelerator
@@ -183,11 +233,14 @@ def build_scheduler(node: Any) -> SchedulerSpec | None:
 
 
 def build(cfg: DictConfig) -> Components:
-    """Instantiate every component of ``cfg`` (already validated)."""
+    """Instantiate every component of ``cfg`` (already validated), its data shapes filled first
+    when ``data.num_features`` is still null (:func:`infer_data_shapes`)."""
+    if _shapes_unknown(cfg):
+        infer_data_shapes(cfg)
     accelerator = build_accelerator(cfg)
     return Components(
         task=_make(cfg.model, cfg),
-        data=_make(cfg.data, cfg),
+        data=_inferred_data.pop(_data_key(cfg), None) or _make(cfg.data, cfg),
         optimizer=_make(cfg.optimizer, cfg),
         scheduler=build_scheduler(cfg.get("scheduler")),
         metrics={name: _make(node, cfg) for name, node in (cfg.get("metrics") or {}).items()},
@@ -213,7 +266,9 @@ def describe(components: Components) -> str:
     for child_name, child in components.task.named_children():
         params = sum(p.numel() for p in child.parameters())
         lines.append(f"    {child_name}: {name(child)} ({params:,} parameters)")
-    lines.append(f"  data: {name(components.data)} (batch_size={getattr(components.data, 'batch_size', '?')})")
+    shapes = "".join(f", {key}={getattr(components.data, key)}" for key in SHAPE_KEYS
+                     if key != "task" and getattr(components.data, key, None) is not None)
+    lines.append(f"  data: {name(components.data)} (batch_size={getattr(components.data, 'batch_size', '?')}{shapes})")
     keywords = getattr(components.optimizer, "keywords", {})
     lines.append(f"  optimizer: {name(components.optimizer)} {keywords}")
     if components.scheduler is not None:

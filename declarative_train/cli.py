@@ -99,7 +99,7 @@ def _is_multirun() -> bool:
 
 
 def _train_job(cfg: DictConfig) -> Any:
-    from declarative_train.build import build, check_components, describe
+    from declarative_train.build import build, check_components, describe, infer_data_shapes
     from declarative_train.config.validate import validate_config
     from declarative_train.jobs.provenance import record_end, record_start
     from declarative_train.jobs.train import objective
@@ -110,6 +110,7 @@ def _train_job(cfg: DictConfig) -> Any:
     multirun = _is_multirun()
     try:
         validate_config(cfg)
+        infer_data_shapes(cfg)  # values the data knows (data=table: num_features, ...), resolved once here
         check_components(cfg)  # constructors' own argument checks, on the meta device
     except ConfigError as exc:
         if multirun:

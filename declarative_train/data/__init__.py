@@ -1,7 +1,11 @@
-"""Data modules: sklearn's bundled digits and diabetes (offline), and synthetic data."""
+"""Data modules: sklearn's bundled digits and diabetes (offline), synthetic data, and table files."""
 
 from declarative_train.data.module import DataModule, TensorDataModule
+from declarative_train.data.shapes import SHAPE_KEYS, ReportsShapes
 from declarative_train.data.sklearn_data import Diabetes, Digits
+from declarative_train.data.sklearn_table import SklearnTable
 from declarative_train.data.synthetic import Synthetic
+from declarative_train.data.table import TableData
 
-__all__ = ["DataModule", "Diabetes", "Digits", "Synthetic", "TensorDataModule"]
+__all__ = ["SHAPE_KEYS", "DataModule", "Diabetes", "Digits", "ReportsShapes", "SklearnTable", "Synthetic",
+           "TableData", "TensorDataModule"]

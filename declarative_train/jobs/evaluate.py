@@ -13,7 +13,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from declarative_train import checkpoint
-from declarative_train.build import build, seed_everything
+from declarative_train.build import build, infer_data_shapes, seed_everything
 from declarative_train.config.stored import SECTIONS, StoredSections, stored_issues, take_sections
 from declarative_train.config.validate import validate_config
 from declarative_train.errors import ConfigError, ConfigIssue
@@ -41,6 +41,7 @@ def eval_job(cfg: DictConfig) -> dict[str, Any]:
     if cfg.use_ckpt_config:
         use_checkpoint_config(cfg, saved, "dtrain-eval")
     validate_config(cfg)
+    infer_data_shapes(cfg)
     started = time.perf_counter()
     seed_everything(cfg.seed)
     executor = build(cfg).executor()

@@ -6,6 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from declarative_train.build import forget_inferred_data
 from declarative_train.distributed.plan import make_plan
 from declarative_train.jobs.train import run_job
 from declarative_train.launch import elastic, external, spawn
@@ -22,6 +23,8 @@ def launch_job(cfg: DictConfig) -> dict[str, Any]:
     if process is not None:
         return external.lead_job(cfg, process)
     plan = make_plan(cfg.accelerator)
+    if plan.strategy in ("ddp", "ddp_spawn"):
+        forget_inferred_data()  # the workers read their own data
     if plan.strategy == "ddp":
         return elastic.launch(cfg, plan)
     if plan.strategy == "ddp_spawn":

@@ -1,0 +1,30 @@
+"""What a data module can tell a model config: the shapes it found in the data.
+
+A data module that knows values the model needs (the number of input features, of classes, ...)
+only once it has looked at its data implements :class:`ReportsShapes`. The builder asks it before
+the model is built and fills the ``data.<key>`` config values left null, so model configs keep
+``${data.num_features}`` and ``${data.num_classes}`` and the user writes no number the data knows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+#: Keys a data module may report, and what each means.
+SHAPE_KEYS = {
+    "num_features": "input features per sample (after encoding)",
+    "num_classes": "classes of a classification target",
+    "class_names": "class names in class-index order",
+    "image_shape": "one sample's (C, H, W)",
+    "target_width": "values per sample of a regression target",
+    "task": "classification or regression",
+}
+
+
+@runtime_checkable
+class ReportsShapes(Protocol):
+    """A data module that can report what it found in its data."""
+
+    def data_shapes(self) -> dict[str, Any]:
+        """The values of :data:`SHAPE_KEYS` this module knows (reading its data if needed)."""
+        ...

@@ -1,0 +1,209 @@
+"""``data=table``: a CSV, TSV, Parquet or JSON Lines file as train/val/test tensors.
+
+Reading is in :mod:`.table_read`, encoding in :mod:`.table_encode`; this module splits the rows,
+fits the encodings on the train split, holds every split as a ``TensorDataset`` and reports what
+it found (:meth:`TableData.data_shapes`) so that model configs need no number the data knows.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from declarative_train.data.module import DataModule
+from declarative_train.data.table_encode import (
+    FILL_MODES,
+    TASKS,
+    ColumnCode,
+    TargetCode,
+    encode_columns,
+    encode_target,
+    fit_columns,
+    fit_target,
+)
+from declarative_train.data.table_read import (
+    OWNER,
+    check_flat,
+    drop_missing_rows,
+    missing_counts,
+    read_table,
+    select_columns,
+)
+from declarative_train.errors import ArgumentError
+from declarative_train.utils.text import not_one_of
+
+log = logging.getLogger(__name__)
+
+#: Values of the data a model config may need, reported by :meth:`TableData.data_shapes`.
+SHAPE_ARGUMENTS = ("num_features", "num_classes", "class_names", "target_width")
+
+
+class TableData(DataModule):
+    """Features and a target column from one table file (split by fractions) or one file per split.
+
+    ``num_features``, ``num_classes``, ``class_names`` and ``target_width`` are left ``None`` to
+    be filled from the data (the builder does so before the model is built); given, they must
+    match what the data holds. Regression targets are standardised with the train split's mean
+    and standard deviation (``target_mean``/``target_std`` after :meth:`setup`) unless
+    ``standardize_target`` is false.
+    """
+
+    def __init__(
+        self, *, target: str, path: str | None = None, train_path: str | None = None,
+        val_path: str | None = None, test_path: str | None = None, format: str | None = None,
+        features: list[str] | None = None, drop: list[str] | None = None, task: str = "auto",
+        fill_missing: str | None = None, standardize: bool = True, standardize_target: bool = True,
+        max_categories: int = 100, val_fraction: float = 0.15, test_fraction: float = 0.15,
+        split_seed: int = 0, num_features: int | None = None, num_classes: int | None = None,
+        class_names: list[str] | None = None, target_width: int | None = None, **loader: Any,
+    ) -> None:
+        super().__init__(**loader)
+        if path is None and train_path is None:
+            raise ArgumentError(OWNER, "path", "is not set: give data.path=FILE (or data.train_path=FILE)")
+        if path is not None and any(p is not None for p in (train_path, val_path, test_path)):
+            raise ArgumentError(OWNER, "path", "and data.train_path/val_path/test_path are both set: use one")
+        if task not in TASKS:
+            raise ArgumentError(OWNER, "task", not_one_of(task, TASKS))
+        if fill_missing is not None and fill_missing not in FILL_MODES:
+            raise ArgumentError(OWNER, "fill_missing", not_one_of(fill_missing, FILL_MODES) + " (or null: an error)")
+        for argument, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 <= value < 1:
+                raise ArgumentError(OWNER, argument, f"must be in [0, 1), got {value!r}")
+        if val_fraction + test_fraction >= 1:
+            raise ArgumentError(OWNER, "val_fraction", f"+ test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+        if isinstance(max_categories, bool) or not isinstance(max_categories, int) or max_categories < 1:
+            raise ArgumentError(OWNER, "max_categories", f"must be an int >= 1, got {max_categories!r}")
+        self.target, self.format = target, format
+        self.files = {"path": path, "train_path": train_path, "val_path": val_path, "test_path": test_path}
+        self.features, self.drop = (list(features) if features is not None else None), list(drop or [])
+        self.task, self.fill_missing = task, fill_missing
+        self.standardize, self.standardize_target = standardize, standardize_target
+        self.max_categories = max_categories
+        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        self.num_features, self.num_classes, self.target_width = num_features, num_classes, target_width
+        self.class_names = list(class_names) if class_names is not None else None
+        self.columns: list[ColumnCode] = []
+        self.target_code: TargetCode | None = None
+        self._found: dict[str, Any] = {}
+
+    @property
+    def target_mean(self) -> float:
+        """The regression target's train mean (0 when not standardised or for classification)."""
+        return self.target_code.mean if self.target_code is not None else 0.0
+
+    @property
+    def target_std(self) -> float:
+        """The regression target's train standard deviation (1 when not standardised)."""
+        return self.target_code.std if self.target_code is not None else 1.0
+
+    def data_shapes(self) -> dict[str, Any]:
+        """What the data says: ``num_features``, ``task`` and ``num_classes``/``class_names``
+        (classification) or ``target_width`` (regression). Reads the data when not set up yet."""
+        self.setup()
+        return dict(self._found)
+
+    def setup(self) -> None:
+        if self.datasets:
+            return
+        tables, source = self._read()
+        train = tables["train"]
+        columns = select_columns(train, self.target, self.features, self.drop, source)
+        check_flat(train, columns)
+        for split, table in tables.items():
+            lacking = [c for c in (*columns, self.target) if c not in table.column_names]
+            if lacking:
+                raise ArgumentError(OWNER, f"{split}_path", f"the file lacks the columns {lacking}")
+        tables = {split: self._handle_missing(table, columns, split) for split, table in tables.items()}
+        parts = self._split(tables)
+        train_rows = tables["train"].take(parts["train"][1])
+        self.columns = fit_columns(train_rows, columns, fill_missing=self.fill_missing,
+                                   standardize=self.standardize, max_categories=self.max_categories)
+        self.target_code = fit_target([t.column(self.target) for t in tables.values()], train_rows.column(self.target),
+                                      self.target, self.task, standardize=self.standardize_target, source=source)
+        encoded = {name: (torch.from_numpy(encode_columns(table, self.columns)),
+                          torch.from_numpy(encode_target(table.column(self.target), self.target_code)))
+                   for name, table in tables.items()}
+        self.datasets = {split: TensorDataset(encoded[name][0][rows], encoded[name][1][rows])
+                         for split, (name, rows) in parts.items() if len(rows)}
+        self._found = self._shapes()
+        self._check_config()
+        self._log(source, columns, {split: len(rows) for split, (_, rows) in parts.items()})
+
+    def _read(self) -> tuple[dict[str, Any], str]:
+        """The tables by split (``train`` alone when one file is split by fractions), and a name for messages."""
+        path = self.files["path"]
+        if path is not None:
+            return {"train": read_table(path, self.format)}, Path(path).name
+        tables = {split: read_table(file, self.format, f"{split}_path")
+                  for split in ("train", "val", "test") if (file := self.files[f"{split}_path"]) is not None}
+        return tables, Path(str(self.files["train_path"])).name
+
+    def _handle_missing(self, table: Any, columns: list[str], split: str) -> Any:
+        counts = missing_counts(table, [*columns, self.target])
+        if not counts:
+            return table
+        if self.fill_missing == "drop":
+            kept = drop_missing_rows(table, [*columns, self.target])
+            log.info("data.fill_missing=drop: dropped %d of %d rows of the %s file with missing values",
+                     table.num_rows - kept.num_rows, table.num_rows, split)
+            return kept
+        if self.target in counts:
+            raise ArgumentError(OWNER, "fill_missing", f"the target column {self.target!r} misses "
+                                                       f"{counts[self.target]} of {table.num_rows} values: a target "
+                                                       f"cannot be filled; use data.fill_missing=drop")
+        if self.fill_missing is None:
+            listed = ", ".join(f"{name!r} ({count} of {table.num_rows})" for name, count in counts.items())
+            raise ArgumentError(OWNER, "fill_missing", f"is not set, and columns miss values: {listed}; set "
+                                                       f"data.fill_missing=mean|zero|drop")
+        return table
+
+    def _split(self, tables: dict[str, Any]) -> dict[str, tuple[str, np.ndarray]]:
+        """Each split's ``(table name, row indices)``; splits without a file are carved from the train
+        table by their fraction with a fixed seed, as :class:`TensorDataModule` does."""
+        fractions = {split: 0.0 if split in tables else fraction
+                     for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction))}
+        count = tables["train"].num_rows
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(self.split_seed)).numpy()
+        n_test = int(round(count * fractions["test"]))
+        n_val = int(round(count * fractions["val"]))
+        parts = {"train": ("train", order[n_test + n_val:])}
+        for split, rows in (("val", order[n_test:n_test + n_val]), ("test", order[:n_test])):
+            parts[split] = (split, np.arange(tables[split].num_rows)) if split in tables else ("train", rows)
+        if not len(parts["train"][1]):
+            raise ArgumentError(OWNER, "val_fraction", f"leaves no training rows of {count}")
+        return parts
+
+    def _shapes(self) -> dict[str, Any]:
+        code = self.target_code
+        assert code is not None
+        found: dict[str, Any] = {"num_features": sum(c.width for c in self.columns), "task": code.task}
+        if code.task == "classification":
+            found.update(num_classes=len(code.class_names or []), class_names=code.class_names)
+        else:
+            found["target_width"] = 1
+        return found
+
+    def _check_config(self) -> None:
+        """Shapes given to the constructor must be the data's (a worker's config, a stale file)."""
+        for argument in SHAPE_ARGUMENTS:
+            given, found = getattr(self, argument), self._found.get(argument)
+            if given is not None and found is not None and given != found:
+                raise ArgumentError(OWNER, argument, f"is {given!r} in the config, but the data has {found!r}")
+            if found is not None:
+                setattr(self, argument, found)
+
+    def _log(self, source: str, columns: list[str], sizes: dict[str, int]) -> None:
+        code = self.target_code
+        assert code is not None
+        texts = [f"{c.name!r} ({len(c.categories)})" for c in self.columns if c.categories is not None]
+        log.info("table %s: rows train %d, val %d, test %d; %d feature columns -> %d inputs%s", source,
+                 sizes["train"], sizes["val"], sizes["test"], len(columns), self._found["num_features"],
+                 f" (one-hot text columns: {', '.join(texts)})" if texts else "")
+        detail = (f"{len(code.class_values or ())} classes: {', '.join(code.class_names or [])[:200]}"
+                  if code.task == "classification" else "standardised" if self.standardize_target else "raw")
+        log.info("target %r: %s, because %s (%s)", code.name, code.task, code.reason, detail)

@@ -1,0 +1,155 @@
+"""Reading a table file with pyarrow: the format, the columns asked for, missing values.
+
+Formats: CSV, TSV, Parquet and JSON Lines, from the file's extension (a ``.gz``/``.bz2``/``.zst``
+suffix on CSV/TSV is decompressed by pyarrow) or named with ``format``. pyarrow is imported only
+here, when a table is read; without it the error names the extra that installs it.
+
+Problems with the user's input raise :class:`~declarative_train.errors.ArgumentError` naming the
+data module's argument (``path``, ``target``, ``features``, ...), which the builder reports as
+``data.<argument>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from declarative_train.errors import ArgumentError, ConfigError, ConfigIssue
+from declarative_train.utils.text import did_you_mean
+
+OWNER = "TableData"
+FORMATS = ("csv", "tsv", "parquet", "jsonl")
+_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
+               ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+_COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
+INSTALL_HINT = "pip install 'declarative_train[tables]'"
+
+
+def pyarrow_module() -> Any:
+    """``pyarrow``, or a :class:`ConfigError` (exit 2) naming the extra that installs it."""
+    try:
+        import pyarrow
+    except ImportError:
+        raise ConfigError([ConfigIssue("data", f"data=table reads files with pyarrow, which is not installed: "
+                                               f"{INSTALL_HINT}")]) from None
+    return pyarrow
+
+
+def file_format(path: str | Path, format: str | None = None, argument: str = "path") -> str:
+    """``csv``, ``tsv``, ``parquet`` or ``jsonl``: ``format`` when given, else from the extension."""
+    if format is not None:
+        if format not in FORMATS:
+            raise ArgumentError(OWNER, "format", f"must be one of {', '.join(FORMATS)}, got {format!r}."
+                                                 f"{did_you_mean(str(format), FORMATS)}")
+        return format
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSED:
+        suffixes.pop()
+    found = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    if found is None:
+        raise ArgumentError(OWNER, argument, f"cannot tell the format of {str(path)!r} from its extension "
+                                             f"(known: {', '.join(sorted(_EXTENSIONS))}); set data.format")
+    return found
+
+
+def read_table(path: str | Path, format: str | None = None, argument: str = "path") -> Any:
+    """The whole file as a ``pyarrow.Table`` (``argument`` names the setting that gave ``path``)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ArgumentError(OWNER, argument, f"is not a file: {str(file.resolve())!r}")
+    kind = file_format(file, format, argument)
+    pa = pyarrow_module()
+    try:
+        if kind in ("csv", "tsv"):
+            import pyarrow.csv as pa_csv
+
+            parse = pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
+            return pa_csv.read_csv(file, parse_options=parse)
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(file)
+        import pyarrow.json as pa_json
+
+        return pa_json.read_json(file)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise ArgumentError(OWNER, argument, f"cannot read {str(file)!r} as {kind}: {exc}") from None
+
+
+def select_columns(table: Any, target: str, features: Sequence[str] | None, drop: Sequence[str],
+                   source: str) -> list[str]:
+    """The feature columns: ``features`` (default every column but ``target``) minus ``drop``.
+
+    Every name must be a column of ``table``; unknown ones are reported with the closest header
+    name. ``source`` names the file in messages.
+    """
+    columns = list(table.column_names)
+
+    def unknown(names: Sequence[str]) -> str:
+        return "; ".join(f"{name!r} is not a column of {source}.{did_you_mean(name, columns)}" for name in names)
+
+    if target not in columns:
+        shown = ", ".join(columns[:30]) + (f", ... ({len(columns)} in all)" if len(columns) > 30 else "")
+        raise ArgumentError(OWNER, "target", f"{unknown([target])} (columns: {shown})")
+    for argument, names in (("features", features or []), ("drop", drop)):
+        missing = [name for name in names if name not in columns]
+        if missing:
+            raise ArgumentError(OWNER, argument, unknown(missing))
+    if features is not None and target in features:
+        raise ArgumentError(OWNER, "features", f"holds the target column {target!r}")
+    chosen = list(features) if features is not None else [c for c in columns if c != target]
+    chosen = [c for c in chosen if c not in set(drop)]
+    if not chosen:
+        raise ArgumentError(OWNER, "features", f"no feature column is left in {source} (target {target!r}, "
+                                               f"drop {list(drop)})")
+    return chosen
+
+
+def check_flat(table: Any, columns: Sequence[str]) -> None:
+    """Refuse nested (list, struct, map) and other columns that are neither numbers nor text."""
+    import pyarrow.types as pat
+
+    bad = []
+    for name in columns:
+        kind = table.schema.field(name).type
+        if pat.is_dictionary(kind):
+            kind = kind.value_type
+        if not (pat.is_integer(kind) or pat.is_floating(kind) or pat.is_boolean(kind) or pat.is_decimal(kind)
+                or pat.is_string(kind) or pat.is_large_string(kind) or pat.is_null(kind)):
+            bad.append(f"{name!r} ({kind})")
+    if bad:
+        raise ArgumentError(OWNER, "features", f"holds columns that are neither numbers nor text: {', '.join(bad)} "
+                                               f"(nested and temporal columns are not read): leave them out "
+                                               f"with data.drop=[...] or list data.features")
+
+
+def missing_counts(table: Any, columns: Sequence[str]) -> dict[str, int]:
+    """Missing values (nulls, and NaN in float columns) per column, for those with any."""
+    import pyarrow.compute as pc
+    import pyarrow.types as pat
+
+    counts = {}
+    for name in columns:
+        column = table.column(name)
+        count = column.null_count
+        if pat.is_floating(column.type):
+            count += int(pc.sum(pc.is_nan(column)).as_py() or 0)
+        if count:
+            counts[name] = count
+    return counts
+
+
+def drop_missing_rows(table: Any, columns: Sequence[str]) -> Any:
+    """``table`` without the rows that miss a value in any of ``columns``."""
+    import pyarrow.compute as pc
+    import pyarrow.types as pat
+
+    keep = None
+    for name in columns:
+        column = table.column(name)
+        ok = pc.is_valid(column)
+        if pat.is_floating(column.type):
+            ok = pc.and_kleene(ok, pc.invert(pc.fill_null(pc.is_nan(column), True)))
+        keep = ok if keep is None else pc.and_kleene(keep, ok)
+    return table if keep is None else table.filter(keep)

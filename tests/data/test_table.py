@@ -1,0 +1,216 @@
+"""``TableData``: formats, encodings fitted on the train split, missing values, the task decision."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+pa = pytest.importorskip("pyarrow")  # the [tables] extra; the torch-xla venv lacks it
+import pyarrow.csv as pa_csv  # noqa: E402
+import pyarrow.json  # noqa: E402, F401 - imported before a test hides pyarrow
+import pyarrow.parquet as pq  # noqa: E402
+
+from declarative_train.data import SklearnTable, TableData  # noqa: E402
+from declarative_train.data.table_encode import MAX_AUTO_CLASSES  # noqa: E402
+from declarative_train.data.table_read import read_table  # noqa: E402
+from declarative_train.errors import ArgumentError, ConfigError  # noqa: E402
+
+
+def write(table: Any, path: Path) -> Path:
+    """``table`` (a dict of columns or a pyarrow Table) in the format of ``path``'s extension."""
+    table = table if isinstance(table, pa.Table) else pa.table(table)
+    kind = path.suffix
+    if kind == ".parquet":
+        pq.write_table(table, path)
+    elif kind == ".jsonl":
+        rows = table.to_pylist()
+        import json
+
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    else:
+        pa_csv.write_csv(table, path, write_options=pa_csv.WriteOptions(delimiter="\t" if kind == ".tsv" else ","))
+    return path
+
+
+def small(rows: int = 40, seed: int = 0) -> dict[str, list[Any]]:
+    rng = np.random.default_rng(seed)
+    return {"x": rng.normal(3, 2, rows).round(3).tolist(), "n": rng.integers(0, 9, rows).tolist(),
+            "color": [["red", "green", "blue"][i % 3] for i in range(rows)],
+            "label": [["yes", "no"][i % 2] for i in range(rows)]}
+
+
+def table_data(**kwargs: Any) -> TableData:
+    data = TableData(**{"target": "label", **kwargs})
+    data.setup()
+    return data
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".parquet", ".jsonl"])
+def test_every_format_reads_the_same_as_csv(tmp_path: Path, suffix: str) -> None:
+    columns = small()
+    reference = table_data(path=str(write(columns, tmp_path / "t.csv")))
+    other = table_data(path=str(write(columns, tmp_path / f"t{suffix}")))
+    assert other.data_shapes() == reference.data_shapes()
+    for split in ("train", "val", "test"):
+        for mine, theirs in zip(other.datasets[split].tensors, reference.datasets[split].tensors):
+            torch.testing.assert_close(mine, theirs)
+
+
+def test_format_from_the_setting_when_the_extension_does_not_say(tmp_path: Path) -> None:
+    path = write(small(), tmp_path / "t.tsv").rename(tmp_path / "t.txt")
+    with pytest.raises(ArgumentError, match="path cannot tell the format"):
+        table_data(path=str(path))
+    assert table_data(path=str(path), format="tsv").num_features == 5
+
+
+def test_standardisation_uses_the_train_split_only(tmp_path: Path) -> None:
+    train = write({"x": [1.0, 2.0, 3.0, 4.0], "label": ["a", "b", "a", "b"]}, tmp_path / "train.csv")
+    test = write({"x": [100.0, 2.5], "label": ["a", "b"]}, tmp_path / "test.csv")
+    data = table_data(train_path=str(train), test_path=str(test), val_fraction=0.0)
+    mean, std = 2.5, float(np.std([1, 2, 3, 4], ddof=1))
+    torch.testing.assert_close(data.datasets["test"].tensors[0][:, 0], torch.tensor([(100 - mean) / std, 0.0]))
+    train_x = data.datasets["train"].tensors[0][:, 0]
+    assert abs(float(train_x.mean())) < 1e-6 and abs(float(train_x.std()) - 1) < 1e-6
+    assert set(data.datasets) == {"train", "test"}
+
+
+def test_text_columns_are_one_hot_and_an_unseen_category_is_all_zeros(tmp_path: Path) -> None:
+    train = write({"x": [1.0, 2.0, 3.0, 4.0], "color": ["red", "blue", "red", "blue"], "label": [0, 1, 0, 1]},
+                  tmp_path / "train.csv")
+    test = write({"x": [1.0, 2.0], "color": ["blue", "green"], "label": [0, 1]}, tmp_path / "test.csv")
+    data = table_data(train_path=str(train), test_path=str(test), val_fraction=0.0)
+    assert data.num_features == 3  # x, color=blue, color=red (sorted)
+    assert data.columns[1].categories == ("blue", "red")
+    torch.testing.assert_close(data.datasets["test"].tensors[0][:, 1:], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+
+
+def test_missing_values_are_an_error_naming_each_column_and_count(tmp_path: Path) -> None:
+    path = write({"x": [1.0, None, 3.0, float("nan")], "c": ["a", None, "b", "a"], "label": [0, 1, 0, 1]},
+                 tmp_path / "t.parquet")
+    with pytest.raises(ArgumentError, match=r"fill_missing is not set, and columns miss values: 'x' \(2 of 4\), "
+                                            r"'c' \(1 of 4\); set data.fill_missing=mean\|zero\|drop") as caught:
+        table_data(path=str(path), val_fraction=0.0, test_fraction=0.0)
+    assert caught.value.argument == "fill_missing"
+
+
+@pytest.mark.parametrize("mode,expected", [("mean", [1.0, 2.0, 3.0, 2.0]), ("zero", [1.0, 0.0, 3.0, 0.0])])
+def test_fill_missing_mean_and_zero(tmp_path: Path, mode: str, expected: list[float]) -> None:
+    path = write({"x": [1.0, None, 3.0, float("nan")], "c": ["a", None, "b", "a"], "label": [0, 1, 0, 1]},
+                 tmp_path / "t.parquet")
+    data = table_data(path=str(path), val_fraction=0.0, test_fraction=0.0, fill_missing=mode, standardize=False,
+                      split_seed=0)
+    features = data.datasets["train"].tensors[0]
+    assert sorted(features[:, 0].tolist()) == sorted(expected)  # the split shuffles the rows
+    assert sorted(features[:, 1:].sum(1).tolist()) == [0.0, 1.0, 1.0, 1.0]  # the missing text value: all zeros
+
+
+def test_fill_missing_drop_drops_the_rows(tmp_path: Path) -> None:
+    path = write({"x": [1.0, None, 3.0, float("nan"), 5.0], "label": [0, 1, None, 1, 1]}, tmp_path / "t.parquet")
+    data = table_data(path=str(path), val_fraction=0.0, test_fraction=0.0, fill_missing="drop", standardize=False)
+    assert sorted(data.datasets["train"].tensors[0][:, 0].tolist()) == [1.0, 5.0]
+
+
+def test_a_missing_target_cannot_be_filled(tmp_path: Path) -> None:
+    path = write({"x": [1.0, 2.0, 3.0], "label": [0, None, 1]}, tmp_path / "t.parquet")
+    with pytest.raises(ArgumentError, match="target column 'label' misses 1 of 3 values"):
+        table_data(path=str(path), fill_missing="mean")
+
+
+def labels(values: list[Any], tmp_path: Path, **kwargs: Any) -> TableData:
+    rows = len(values)
+    return table_data(path=str(write({"x": list(map(float, range(rows))), "label": values}, tmp_path / "t.parquet")),
+                      val_fraction=0.0, test_fraction=0.0, **kwargs)
+
+
+def test_task_auto_text_and_few_integers_are_classes(tmp_path: Path) -> None:
+    text = labels(["b", "a", "c", "a"], tmp_path)
+    assert text.data_shapes() == {"num_features": 1, "task": "classification", "num_classes": 3,
+                                  "class_names": ["a", "b", "c"]}
+    assert text.target_code is not None and "string" in text.target_code.reason
+    numbers = labels([7, 3, 5, 3, 7], tmp_path)  # remapped to indices, names in sorted order
+    assert numbers.class_names == ["3", "5", "7"]
+    assert sorted(numbers.datasets["train"].tensors[1].tolist()) == [0, 0, 1, 2, 2]
+    assert labels([True, False, True], tmp_path).num_classes == 2
+
+
+def test_task_auto_floats_and_many_integers_are_regression(tmp_path: Path) -> None:
+    floats = labels([0.5, 1.5, 2.5, 3.5], tmp_path)
+    assert floats.data_shapes() == {"num_features": 1, "task": "regression", "target_width": 1}
+    assert floats.datasets["train"].tensors[1].dtype == torch.float32
+    many = labels(list(range(MAX_AUTO_CLASSES + 1)), tmp_path)
+    assert many.data_shapes()["task"] == "regression"
+    assert f"{MAX_AUTO_CLASSES + 1} distinct values" in (many.target_code.reason if many.target_code else "")
+    assert labels(list(range(MAX_AUTO_CLASSES)), tmp_path).data_shapes()["task"] == "classification"
+
+
+def test_task_set_explicitly(tmp_path: Path) -> None:
+    assert labels([1, 2, 1, 2], tmp_path, task="regression").data_shapes()["task"] == "regression"
+    assert labels([0.0, 1.0, 0.0], tmp_path, task="classification").class_names == ["0.0", "1.0"]
+    with pytest.raises(ArgumentError, match="task is regression, but the target holds string values"):
+        labels(["a", "b"], tmp_path, task="regression")
+
+
+def test_regression_target_standardised_with_train_statistics(tmp_path: Path) -> None:
+    data = labels([10.0, 20.0, 30.0, 40.0], tmp_path)
+    assert data.target_mean == 25.0
+    target = data.datasets["train"].tensors[1]
+    torch.testing.assert_close(target * data.target_std + data.target_mean,
+                               torch.tensor([10.0, 20.0, 30.0, 40.0])[torch.argsort(torch.argsort(target))])
+
+
+@pytest.mark.parametrize("kwargs,argument,text", [
+    ({"path": "nope.csv"}, "path", "path is not a file: '.*nope.csv'"),
+    ({"target": "lable"}, "target", "'lable' is not a column of t.csv. Did you mean 'label'?"),
+    ({"features": ["x", "colour"]}, "features", "Did you mean 'color'?"),
+    ({"drop": ["nn"]}, "drop", "Did you mean 'n'?"),
+])
+def test_bad_settings_name_their_argument(tmp_path: Path, kwargs: dict[str, Any], argument: str, text: str) -> None:
+    path = write(small(), tmp_path / "t.csv")
+    with pytest.raises(ArgumentError, match=text) as caught:
+        table_data(**{"path": str(path), **kwargs})
+    assert caught.value.argument == argument
+
+
+def test_a_single_class_and_nested_columns_are_refused(tmp_path: Path) -> None:
+    one = write({"x": [1.0, 2.0], "label": ["a", "a"]}, tmp_path / "one.csv")
+    with pytest.raises(ArgumentError, match="holds a single class"):
+        table_data(path=str(one))
+    nested = write({"x": [1.0, 2.0], "tags": [[1, 2], [3]], "label": ["a", "b"]}, tmp_path / "nested.parquet")
+    with pytest.raises(ArgumentError, match=r"features holds columns that are neither numbers nor text: 'tags' \(list<element: int64>\)"):
+        table_data(path=str(nested))
+    assert table_data(path=str(nested), drop=["tags"], val_fraction=0.0, test_fraction=0.0).num_features == 1
+
+
+def test_too_many_categories(tmp_path: Path) -> None:
+    path = write({"id": [f"r{i}" for i in range(30)], "x": [1.0] * 30, "label": [0, 1] * 15}, tmp_path / "t.csv")
+    with pytest.raises(ArgumentError, match="max_categories is 10, text column 'id' has"):
+        table_data(path=str(path), max_categories=10)
+
+
+def test_shapes_given_must_match_the_data(tmp_path: Path) -> None:
+    path = write(small(), tmp_path / "t.csv")
+    with pytest.raises(ArgumentError, match="num_classes is 3 in the config, but the data has 2"):
+        table_data(path=str(path), num_classes=3)
+    assert table_data(path=str(path), num_features=5, num_classes=2).class_names == ["no", "yes"]
+
+
+def test_without_pyarrow_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(small(), tmp_path / "t.csv")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'declarative_train\[tables\]'"):
+        read_table(path)
+
+
+def test_the_sklearn_table_writes_its_csv_once(tmp_path: Path) -> None:
+    data = SklearnTable(dataset="wine", path=str(tmp_path / "wine.csv"), target="cultivar")
+    assert data.data_shapes() == {"num_features": 16, "task": "classification", "num_classes": 3,
+                                  "class_names": ["barbera", "barolo", "grignolino"]}
+    written = (tmp_path / "wine.csv").stat().st_mtime_ns
+    SklearnTable(dataset="wine", path=str(tmp_path / "wine.csv"), target="cultivar").setup()
+    assert (tmp_path / "wine.csv").stat().st_mtime_ns == written
+    assert len(data.datasets["train"]) + len(data.datasets["val"]) + len(data.datasets["test"]) == 178
