@@ -89,7 +89,7 @@ class BatchFetchingTensorDataset(TensorDataset):
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
         index = torch.as_tensor(indices)
-        return [tensor[index] for tensor in self.tensors]
+        return [tensor.index_select(0, index) for tensor in self.tensors]  # twice as fast as tensor[index]
 
 
 def _indexes_whole_batches(dataset: TensorDataset) -> bool:
