@@ -15,11 +15,13 @@ both; a process's figure is the mean over the steady-state epochs (from ``--warm
 
 A run is ``--rounds`` rounds; each round starts every contender once, in a shuffled order, and the
 run's ratio is the median over its rounds of dtrain's epoch time over the loop's in that round.
-``--runs`` runs give the spread. ``--attribute`` instead times the default run with one component
+``--runs`` runs give the spread. ``--startup`` instead times fresh processes from start to their
+first optimizer step: ``import torch`` alone, with ``torch._dynamo`` (which torch.optim imports at
+an optimizer's construction and first step), the hand-written loop and ``dtrain``. ``--attribute`` times the default run with one component
 removed at a time (the difference is what that component costs an epoch; TensorBoard itself stays,
 as the clock; bench_export.py times the loggers).
 
-Usage: ``python bench/bench_e2e.py [--runs 5] [--rounds 3] [--epochs 25] [--attribute]
+Usage: ``python bench/bench_e2e.py [--runs 5] [--rounds 3] [--epochs 25] [--attribute | --startup]
 [--dtrain-args data.batch_fetch=false]``
 and, run by the bench itself, ``python bench/bench_e2e.py hand --mode lean|default --dir DIR``.
 """
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,8 +57,13 @@ WITHOUT = {
 
 
 # ---------------------------------------------------------------- the hand-written loop (own process)
-def hand_main(mode: str, directory: Path, epochs: int) -> None:
-    """Train as a user would by hand; TensorBoard files in ``directory/tb``."""
+def hand_main(mode: str, directory: Path, epochs: int, first_step_file: Path | None = None) -> None:
+    """Train as a user would by hand; TensorBoard files in ``directory/tb``.
+
+    With ``first_step_file``, writes the wall-clock time of the first optimizer step there and stops.
+    """
+    import time
+
     import torch
     from sklearn.datasets import load_digits
     from torch import nn
@@ -87,6 +95,9 @@ def hand_main(mode: str, directory: Path, epochs: int) -> None:
             loss.backward()
             optimizer.step()
             step += 1
+            if first_step_file is not None:
+                first_step_file.write_text(repr(time.time()))
+                return
             if step % LOG_EVERY == 0:
                 writer.add_scalar("train/loss", loss.item(), step)
         if mode == "default":
@@ -179,6 +190,43 @@ def compare(args: argparse.Namespace, work: Path) -> None:
               f"{met}/{len(ratios[mode])} runs <= {targets[mode]})")
 
 
+def first_step_seconds(kind: str, work: Path) -> float:
+    """Seconds from starting a fresh process to its first optimizer step (or to the end of an import)."""
+    marker = Path(tempfile.mkdtemp(dir=work)) / "first_step"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    stamp = f"import time; from pathlib import Path; Path({str(marker)!r}).write_text(repr(time.time()))"
+    commands = {
+        "import torch": [sys.executable, "-c", f"import torch; {stamp}"],
+        "import torch + torch._dynamo": [sys.executable, "-c", f"import torch, torch._dynamo; {stamp}"],
+        "hand-written loop": [sys.executable, __file__, "hand", "--mode", "default", "--dir", str(marker.parent),
+                              "--first-step-file", str(marker)],
+        "dtrain": [sys.executable, "-m", "declarative_train", "test=false", f"hydra.run.dir={marker.parent}",
+                   "user_packages=[bench]", "+callbacks.probe._target_=bench.first_step_probe.FirstStepProbe",
+                   f"+callbacks.probe.path={marker}", "trainer.max_steps=1"],
+    }
+    started = time.time()
+    subprocess.run(commands[kind], cwd=marker.parent, env=env, check=True, capture_output=True)
+    return float(marker.read_text()) - started
+
+
+def startup(args: argparse.Namespace, work: Path) -> None:
+    """Process start to first optimizer step, fresh processes interleaved."""
+    kinds = ["import torch", "import torch + torch._dynamo", "hand-written loop", "dtrain"]
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    shuffle = random.Random(0).shuffle
+    for _ in range(args.rounds):
+        shuffle(kinds)
+        for kind in kinds:
+            times[kind].append(first_step_seconds(kind, work))
+    for kind, values in times.items():
+        print(f"  {kind:<30} {statistics.median(values):6.3f} s [{min(values):.3f}-{max(values):.3f}]")
+    over = [d - t for d, t in zip(times["dtrain"], times["import torch"])]
+    over_dynamo = [d - t for d, t in zip(times["dtrain"], times["import torch + torch._dynamo"])]
+    print(f"  dtrain - import torch          {statistics.median(over):6.3f} s [{min(over):.3f}-{max(over):.3f}]")
+    print(f"  dtrain - (torch + _dynamo)     {statistics.median(over_dynamo):6.3f} s "
+          f"[{min(over_dynamo):.3f}-{max(over_dynamo):.3f}]")
+
+
 def attribute(args: argparse.Namespace, work: Path) -> None:
     """Per-epoch cost of each default component: default run vs the default run without it."""
     names = ["default", *WITHOUT]
@@ -211,15 +259,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=3, help="epochs left out at the start")
     parser.add_argument("--attribute", action="store_true", help="cost of each default component instead")
+    parser.add_argument("--startup", action="store_true", help="process start to first step instead")
+    parser.add_argument("--first-step-file", type=Path, help="hand: write the first step's time here and stop")
     parser.add_argument("--dtrain-args", nargs="*", default=[], metavar="OVERRIDE",
                         help="extra overrides for the dtrain contender (e.g. data.batch_fetch=false)")
     args = parser.parse_args()
     if args.command == "hand":
-        hand_main(args.mode, args.dir, args.epochs)
+        hand_main(args.mode, args.dir, args.epochs, args.first_step_file)
         return
     with tempfile.TemporaryDirectory() as tmp:
         print(f"{args.epochs} epochs a process, epochs {args.warmup + 1}.. timed; {args.rounds} rounds a run", flush=True)
-        (attribute if args.attribute else compare)(args, Path(tmp))
+        (attribute if args.attribute else startup if args.startup else compare)(args, Path(tmp))
 
 
 if __name__ == "__main__":
