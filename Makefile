@@ -6,14 +6,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-ddp test-xla test-all lint bench clean
+.PHONY: install train test test-ddp test-xla test-vision test-all lint bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,export,mlflow,tables]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,export,mlflow,tables,hf]"
 	touch $(STAMP)
 
 train: install
@@ -31,7 +31,11 @@ test-slow: install
 test-xla:
 	bash scripts/run_xla_tests.sh
 
-test-all: test test-ddp test-slow test-xla
+# data=image_folder, model=torchvision/timm: in the torch 2.9 venv of scripts/xla_env.sh.
+test-vision:
+	bash scripts/run_vision_tests.sh
+
+test-all: test test-ddp test-slow test-xla test-vision
 
 lint: install
 	$(VENV)/bin/ruff check declarative_train tests bench examples

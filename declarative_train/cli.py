@@ -1,4 +1,4 @@
-"""Entry points ``dtrain``, ``dtrain-eval`` and ``dtrain-summary``: compose -> validate -> run.
+"""Entry points ``dtrain``, ``dtrain-eval``, ``dtrain-predict``, ``dtrain-export``, ``dtrain-summary``.
 
 This module alone turns errors into exit codes (:func:`exit_code`): 0 success; 2 invalid
 configuration or command line (one message, every problem with its key path, no traceback
@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from declarative_train.config.overrides import normalize_overrides
+from declarative_train.config.overrides import normalize_overrides, stored_section_overrides
 from declarative_train.config.store import register_schemas
 from declarative_train.errors import (
     REQUEUE_SIGNALS,
@@ -154,6 +154,15 @@ def _eval_job(cfg: DictConfig) -> Any:
         _exit_with(exc)
 
 
+def _predict_job(cfg: DictConfig) -> Any:
+    from declarative_train.jobs.predict import predict_job
+
+    try:
+        return predict_job(cfg)
+    except (ConfigError, CheckpointError) as exc:
+        _exit_with(exc)
+
+
 def _export_job(cfg: DictConfig) -> Any:
     from declarative_train.jobs.export import export_job
 
@@ -244,6 +253,12 @@ def train_main() -> None:
 def eval_main() -> None:
     """``dtrain-eval ckpt_path=PATH``: evaluate a checkpoint."""
     _main("eval", _eval_job)
+
+
+def predict_main() -> None:
+    """``dtrain-predict ckpt_path=PATH [data.KEY=VALUE ...] [output=FILE]``: write a checkpoint's predictions."""
+    sys.argv[1:] = stored_section_overrides(sys.argv[1:])
+    _main("predict", _predict_job)
 
 
 def export_main() -> None:

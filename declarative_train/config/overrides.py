@@ -29,3 +29,22 @@ def normalize_overrides(args: list[str]) -> list[str]:
             arg = f"{path['key']}='{path['value']}'"
         out.append(arg)
     return out
+
+
+def stored_section_overrides(args: list[str], sections: tuple[str, ...] = ("data",)) -> list[str]:
+    """``data.KEY=VALUE`` -> ``++data.KEY=VALUE`` when the command line chooses no ``data`` group.
+
+    For commands that take a section from a checkpoint's stored config: the section composed from
+    the defaults (``data=digits``) is replaced by the stored one, so a key only the stored one has
+    (``data.predict_path`` of a table) must be accepted when composing; it is set again over the
+    stored section, and validation checks it against the constructor it reaches.
+    """
+    chosen = {arg.partition("=")[0].lstrip("+~") for arg in args if "=" in arg}
+    out = []
+    for arg in args:
+        key, equals, _ = arg.partition("=")
+        section = key.partition(".")[0]
+        if equals and section in sections and "." in key and section not in chosen and not key.startswith(("+", "~")):
+            arg = "++" + arg
+        out.append(arg)
+    return out

@@ -172,6 +172,20 @@ class EvalConfig(TrainConfig):
 
 
 @attrs.define(kw_only=True)
+class PredictConfig(TrainConfig):
+    """``dtrain-predict``: write a checkpoint's predictions on a data split to a file."""
+
+    ckpt_path: str | None = MISSING
+    """The checkpoint to predict with (mandatory)."""
+    split: str = "predict"
+    """The data module's split: ``predict`` (falls back to ``test``), ``test``, ``val`` or ``train``."""
+    output: str | None = None
+    """The file to write: ``.csv``, ``.jsonl`` or ``.parquet`` (``None``: ``predictions.csv`` in this command's run folder)."""
+    use_ckpt_config: bool = True
+    """Take model/data/metrics/precision from the config stored in the checkpoint."""
+
+
+@attrs.define(kw_only=True)
 class ExportConfig(TrainConfig):
     """``dtrain-export``: write a checkpoint's model as ONNX, a torch.export program, TorchScript or safetensors."""
 

@@ -21,6 +21,7 @@ from declarative_train.data.table_encode import (
     TASKS,
     ColumnCode,
     TargetCode,
+    check_encodable,
     encode_columns,
     encode_target,
     fit_columns,
@@ -29,18 +30,22 @@ from declarative_train.data.table_encode import (
 from declarative_train.data.table_read import (
     OWNER,
     check_flat,
+    check_predict_columns,
     drop_missing_rows,
     missing_counts,
     read_table,
     select_columns,
+    with_row_numbers,
 )
 from declarative_train.errors import ArgumentError
-from declarative_train.utils.text import not_one_of
+from declarative_train.utils.text import did_you_mean, not_one_of
 
 log = logging.getLogger(__name__)
 
 #: Values of the data a model config may need, reported by :meth:`TableData.data_shapes`.
 SHAPE_ARGUMENTS = ("num_features", "num_classes", "class_names", "target_width")
+#: A column added to every table read: each row's index in its file, the ``row`` of predictions.
+ROW_NUMBER = "__dtrain_row__"
 
 
 class TableData(DataModule):
@@ -51,6 +56,11 @@ class TableData(DataModule):
     match what the data holds. Regression targets are standardised with the train split's mean
     and standard deviation (``target_mean``/``target_std`` after :meth:`setup`) unless
     ``standardize_target`` is false.
+
+    ``predict_path`` names a file in the same format to predict on (the ``predict`` split): its
+    target column may be absent, the train split's encodings are applied to it, and it must hold
+    every feature column. ``id_column`` names a column copied through to predictions
+    (:meth:`row_ids`); it stays an input when it is a feature column (leave it out with ``drop``).
     """
 
     def __init__(
@@ -60,7 +70,8 @@ class TableData(DataModule):
         fill_missing: str | None = None, standardize: bool = True, standardize_target: bool = True,
         max_categories: int = 100, val_fraction: float = 0.15, test_fraction: float = 0.15,
         split_seed: int = 0, num_features: int | None = None, num_classes: int | None = None,
-        class_names: list[str] | None = None, target_width: int | None = None, **loader: Any,
+        class_names: list[str] | None = None, target_width: int | None = None,
+        predict_path: str | None = None, id_column: str | None = None, **loader: Any,
     ) -> None:
         super().__init__(**loader)
         if path is None and train_path is None:
@@ -87,9 +98,11 @@ class TableData(DataModule):
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
         self.num_features, self.num_classes, self.target_width = num_features, num_classes, target_width
         self.class_names = list(class_names) if class_names is not None else None
+        self.predict_path, self.id_column = predict_path, id_column
         self.columns: list[ColumnCode] = []
         self.target_code: TargetCode | None = None
         self._found: dict[str, Any] = {}
+        self._ids: dict[str, list[Any]] = {}
 
     @property
     def target_mean(self) -> float:
@@ -107,6 +120,16 @@ class TableData(DataModule):
         self.setup()
         return dict(self._found)
 
+    def row_ids(self, split: str) -> tuple[str, list[Any]]:
+        """``(name, values)`` naming each row of ``split`` (``predict`` falls back to ``test``, as
+        :meth:`has_split` does): the ``id_column``'s values, else ``row``, the row's index in its file."""
+        self.setup()
+        if split == "predict" and split not in self._ids:
+            split = "test"
+        if split not in self._ids:
+            raise ValueError(f"TableData has no '{split}' split")
+        return self.id_column or "row", self._ids[split]
+
     def setup(self) -> None:
         if self.datasets:
             return
@@ -118,6 +141,8 @@ class TableData(DataModule):
             lacking = [c for c in (*columns, self.target) if c not in table.column_names]
             if lacking:
                 raise ArgumentError(OWNER, f"{split}_path", f"the file lacks the columns {lacking}")
+        self._check_id_column(tables, columns, source)
+        tables = {split: with_row_numbers(table, ROW_NUMBER) for split, table in tables.items()}
         tables = {split: self._handle_missing(table, columns, split) for split, table in tables.items()}
         parts = self._split(tables)
         train_rows = tables["train"].take(parts["train"][1])
@@ -128,11 +153,51 @@ class TableData(DataModule):
         encoded = {name: (torch.from_numpy(encode_columns(table, self.columns)),
                           torch.from_numpy(encode_target(table.column(self.target), self.target_code)))
                    for name, table in tables.items()}
+        predict = self._predict_split(columns) if self.predict_path is not None else {}  # before any split is kept
         self.datasets = {split: TensorDataset(encoded[name][0][rows], encoded[name][1][rows])
                          for split, (name, rows) in parts.items() if len(rows)}
+        self._ids = {split: tables[name].column(self.id_column or ROW_NUMBER).take(rows).to_pylist()
+                     for split, (name, rows) in parts.items()
+                     if len(rows) and (self.id_column or ROW_NUMBER) in tables[name].column_names}
+        for split, (dataset, ids) in predict.items():
+            self.datasets[split], self._ids[split] = dataset, ids
         self._found = self._shapes()
         self._check_config()
         self._log(source, columns, {split: len(rows) for split, (_, rows) in parts.items()})
+
+    def _check_id_column(self, tables: dict[str, Any], columns: list[str], source: str) -> None:
+        """The id column must be in the table that serves ``test`` (and so ``predict`` without a file)."""
+        name = self.id_column
+        if name is None:
+            return
+        test = tables.get("test", tables["train"])
+        if self.predict_path is None and name not in test.column_names:
+            file = Path(str(self.files["test_path"])).name if "test" in tables else source
+            raise ArgumentError(OWNER, "id_column", f"{name!r} is not a column of {file}."
+                                                    f"{did_you_mean(name, test.column_names)}")
+        if name in columns:
+            log.warning("data.id_column %r is also a model input; leave it out with data.drop=[%s] when training",
+                        name, name)
+
+    def _predict_split(self, columns: list[str]) -> dict[str, tuple[TensorDataset, list[Any]]]:
+        """The ``predict`` split (dataset, row ids) from ``predict_path``, with the train split's encodings."""
+        assert self.predict_path is not None
+        table = read_table(self.predict_path, self.format, "predict_path")
+        source = Path(self.predict_path).name
+        if not table.num_rows:
+            raise ArgumentError(OWNER, "predict_path", f"{source} has no rows to predict")
+        check_predict_columns(table, columns, target=self.target, id_column=self.id_column, drop=self.drop,
+                              listed=self.features is not None, source=source)
+        check_encodable(table, self.columns, "predict_path", source)
+        counts = missing_counts(table, columns)
+        if counts and self.fill_missing not in ("mean", "zero"):
+            listed = ", ".join(f"{name!r} ({count} of {table.num_rows})" for name, count in counts.items())
+            raise ArgumentError(OWNER, "predict_path", f"{source} misses values in {listed}: every row needs a "
+                                                       f"prediction, so rows are not dropped; fill them with "
+                                                       f"data.fill_missing=mean|zero")
+        ids = table.column(self.id_column).to_pylist() if self.id_column is not None else list(range(table.num_rows))
+        log.info("predict file %s: %d rows", source, table.num_rows)
+        return {"predict": (TensorDataset(torch.from_numpy(encode_columns(table, self.columns))), ids)}
 
     def _read(self) -> tuple[dict[str, Any], str]:
         """The tables by split (``train`` alone when one file is split by fractions), and a name for messages."""

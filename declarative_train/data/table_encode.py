@@ -98,6 +98,17 @@ def encode_columns(table: Any, codes: Sequence[ColumnCode]) -> np.ndarray:
     return out
 
 
+def check_encodable(table: Any, codes: Sequence[ColumnCode], argument: str, source: str) -> None:
+    """Refuse text where the train split had numbers: such a column cannot take its fitted encoding.
+
+    (Numbers where the train split had text are read as text: categories the train split lacks.)
+    """
+    wrong = [code.name for code in codes if code.categories is None and is_text(table.column(code.name).type)]
+    if wrong:
+        raise ArgumentError(OWNER, argument, f"{source} holds text in the columns {wrong}, which hold numbers "
+                                             f"in the train split")
+
+
 @attrs.frozen
 class TargetCode:
     """How the target column becomes tensors: the task, class names, or scale."""

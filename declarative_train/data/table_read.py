@@ -153,3 +153,33 @@ def drop_missing_rows(table: Any, columns: Sequence[str]) -> Any:
             ok = pc.and_kleene(ok, pc.invert(pc.fill_null(pc.is_nan(column), True)))
         keep = ok if keep is None else pc.and_kleene(keep, ok)
     return table if keep is None else table.filter(keep)
+
+
+def with_row_numbers(table: Any, name: str) -> Any:
+    """``table`` with a column ``name`` holding each row's index (which survives dropped rows)."""
+    pa = pyarrow_module()
+    return table.append_column(name, pa.array(range(table.num_rows), type=pa.int64()))
+
+
+def check_predict_columns(table: Any, columns: Sequence[str], *, target: str, id_column: str | None,
+                          drop: Sequence[str], listed: bool, source: str) -> None:
+    """A file to predict on must hold every feature column (and ``id_column``); the target may be absent.
+
+    Columns are read by name, never by position. When the features were not ``listed`` (every
+    column of the training files but the target was an input), a column the training files lacked
+    is refused too: the file is not the table the model was trained on.
+    """
+    present = list(table.column_names)
+    missing = [name for name in columns if name not in present]
+    if missing:
+        raise ArgumentError(OWNER, "predict_path", f"{source} lacks the feature columns {missing} the model was "
+                                                   f"trained on (its columns: {', '.join(present[:30])})")
+    if id_column is not None and id_column not in present:
+        raise ArgumentError(OWNER, "id_column", f"{id_column!r} is not a column of {source}."
+                                                f"{did_you_mean(id_column, present)}")
+    known = {*columns, target, *drop, *([id_column] if id_column is not None else [])}
+    extra = [name for name in present if name not in known]
+    if extra and not listed:
+        raise ArgumentError(OWNER, "predict_path", f"{source} has columns the training files lack: {extra}; "
+                                                   f"remove them, or name the model's inputs with data.features=[...]")
+    check_flat(table, columns)
