@@ -2,10 +2,15 @@
 
 from declarative_train.callbacks.base import Callback
 from declarative_train.callbacks.early_stopping import EarlyStopping
+from declarative_train.callbacks.ema import EMA
 from declarative_train.callbacks.histograms import ParameterHistograms
 from declarative_train.callbacks.lr_monitor import LearningRateMonitor
 from declarative_train.callbacks.model_checkpoint import ModelCheckpoint
 from declarative_train.callbacks.model_summary import ModelSummary
 from declarative_train.callbacks.progress import ProgressBar
+from declarative_train.callbacks.swa import StochasticWeightAveraging
 
-__all__ = ["Callback", "EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "ParameterHistograms", "ProgressBar"]
+__all__ = [
+    "EMA", "Callback", "EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "ModelSummary",
+    "ParameterHistograms", "ProgressBar", "StochasticWeightAveraging",
+]

@@ -25,6 +25,8 @@ class Callback:
     """
 
     runs_in_fast_dev_run: bool = True
+    #: True once fit left the weights to test in the model (SWA): ``test("best")`` then tests them.
+    tests_final_weights: bool = False
 
     def attach(self, context: TrainingContext) -> None:
         """Subscribe to ``context.events`` (through :meth:`listen`)."""

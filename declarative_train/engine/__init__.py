@@ -1,6 +1,6 @@
 """The executor loop, its settings, state and small event set; what subscribers may use of it."""
 
-from declarative_train.engine.context import CheckpointProvider, TrainingContext
+from declarative_train.engine.context import CheckpointProvider, CheckpointWeights, TrainingContext
 from declarative_train.engine.events import Event, EventBus, Subscription
 from declarative_train.engine.executor import Executor, unwrapped
 from declarative_train.engine.settings import TrainerSettings
@@ -8,6 +8,7 @@ from declarative_train.engine.state import LoopState
 
 __all__ = [
     "CheckpointProvider",
+    "CheckpointWeights",
     "Event",
     "EventBus",
     "Executor",

@@ -9,7 +9,7 @@ subscription can be removed). Anything else on the executor is its own business.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -55,6 +55,9 @@ class TrainingContext(Protocol):
     def loggers(self) -> Sequence[Any]:
         """The loggers of this process (empty on ranks other than zero)."""
 
+    def batches(self, split: str) -> Iterator[Any]:
+        """The batches of ``split`` a stage runs (its limits applied), on the device, ready for a step."""
+
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Send scalar values to every logger (default step: the global step)."""
 
@@ -87,3 +90,15 @@ class CheckpointProvider(Protocol):
 
     def write_last(self, context: TrainingContext) -> str:
         """Write ``last.ckpt`` now; return its path."""
+
+
+@runtime_checkable
+class CheckpointWeights(Protocol):
+    """A callback that chooses the model weights checkpoints store (weight averaging).
+
+    Checkpoints call it with the model's own ``state_dict()`` and store what it returns as the
+    model's weights; whatever it needs to resume (the training weights) goes in its own state.
+    """
+
+    def checkpoint_weights(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weights to store for the model, given the model's own."""

@@ -13,7 +13,7 @@ events. Usable without Hydra::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -143,8 +143,14 @@ class Executor:
         return self._evaluator.run("val")
 
     def test(self, ckpt_path: str | None = "best") -> dict[str, float]:
-        """Run the test split. ``ckpt_path="best"`` loads the best checkpoint first when one exists."""
+        """Run the test split. ``ckpt_path="best"`` loads the best checkpoint first when one exists.
+
+        A callback whose ``tests_final_weights`` is true (SWA, once fit put the averaged weights in
+        the model) makes ``"best"`` test the model as it is.
+        """
         self.setup()
+        if ckpt_path == "best" and any(getattr(cb, "tests_final_weights", False) for cb in self.callbacks.values()):
+            ckpt_path = None
         path = self.best_model_path if ckpt_path == "best" else ckpt_path
         if path:
             self._load_weights(path)
@@ -179,6 +185,19 @@ class Executor:
         """The best checkpoint the checkpoint callback saved (``None`` without one)."""
         provider = self.checkpoint_callback
         return str(provider.best_model_path) if provider is not None and provider.best_model_path else None
+
+    def batches(self, split: str) -> Iterator[Any]:
+        """The batches of ``split`` a stage runs (its limits applied), on the device, ready for a step.
+
+        For subscribers that need another pass over a split (SWA's BatchNorm statistics).
+        """
+        self.setup()
+        loader = self.loaders.get(split)
+        count = self.loaders.count(split, loader)
+        for batch_idx, batch in enumerate(loader):
+            if batch_idx >= count:
+                break
+            yield self._prepare_batch(batch)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Send scalar metrics to every logger at ``step`` (default: the global step)."""

@@ -15,6 +15,7 @@ import torch
 
 from declarative_train import checkpoint
 from declarative_train.checkpoint import ModuleState, OptimizerState, RNGState, Stateful, StateGroup
+from declarative_train.engine.context import CheckpointWeights
 from declarative_train.engine.state import LoopState
 from declarative_train.errors import CheckpointError
 
@@ -47,7 +48,7 @@ class TrainingState:
         self.callbacks = _CallbackStates(callbacks)
         self.extras = extras
         self.parts: dict[str, Stateful | None] = {
-            "state_dict": ModuleState(model),
+            "state_dict": _ModelWeights(model, [cb for cb in callbacks.values() if isinstance(cb, CheckpointWeights)]),
             "optimizer": OptimizerState(optimizer),
             "scheduler": scheduler,
             "precision": precision,
@@ -80,6 +81,20 @@ def load_weights(model: torch.nn.Module, path: str) -> dict[str, Any]:
     saved = checkpoint.read(path)
     checkpoint.restore({"state_dict": ModuleState(model)}, saved, path, LABELS)
     return saved
+
+
+class _ModelWeights(ModuleState):
+    """The model's weights as checkpoints store them: chosen by weight-averaging callbacks, if any."""
+
+    def __init__(self, model: torch.nn.Module, choosers: list[CheckpointWeights]) -> None:
+        super().__init__(model)
+        self.choosers = choosers
+
+    def state_dict(self) -> dict[str, Any]:
+        weights = super().state_dict()
+        for chooser in self.choosers:
+            weights = chooser.checkpoint_weights(weights)
+        return weights
 
 
 class _LoopPosition:

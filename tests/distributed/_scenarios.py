@@ -122,8 +122,37 @@ def nan_on_one_rank(distribution: Distribution, batch: int) -> dict[str, Any]:
     return {"error": None, "seconds": time.perf_counter() - started, "step": ex.state.global_step}
 
 
+def ema(distribution: Distribution, batch: int) -> dict[str, Any]:
+    """The EMA callback on a CNN with batch norm, 2 epochs: its average and the final weights."""
+    from declarative_train.callbacks import EMA
+
+    torch.manual_seed(5)
+    if hasattr(distribution, "sync_batchnorm"):
+        distribution.sync_batchnorm = True  # the same training as one process with the global batch
+    averaging = EMA(decay=0.8, update_every=2)
+    ex = _executor(distribution, CNN([1, 8, 8], [8, 8], 10), batch, max_epochs=2, limit_train_batches=4,
+                   limit_val_batches=2, callbacks={"ema": averaging})
+    ex.fit()
+    assert averaging.averaged is not None
+    return {"averaged": [t.clone() for t in averaging.averaged], "weights": _weights(ex)}
+
+
+def swa(distribution: Distribution, batch: int) -> dict[str, Any]:
+    """The SWA callback on a CNN with batch norm, 3 epochs: the averaged weights and BN statistics."""
+    from declarative_train.callbacks import StochasticWeightAveraging
+
+    torch.manual_seed(6)
+    if hasattr(distribution, "sync_batchnorm"):
+        distribution.sync_batchnorm = True  # the same training as one process with the global batch
+    averaging = StochasticWeightAveraging(swa_lrs=0.05, swa_epoch_start=2, annealing_epochs=1)
+    ex = _executor(distribution, CNN([1, 8, 8], [8, 8], 10), batch, max_epochs=3, limit_train_batches=4,
+                   limit_val_batches=2, callbacks={"swa": averaging})
+    ex.fit()
+    return {"weights": _weights(ex), "test": ex.test()}
+
+
 SCENARIOS = {"evaluate": evaluate, "sync_batchnorm": sync_batchnorm, "accumulate": accumulate,
-             "unused_parameters": unused_parameters, "nan_on_one_rank": nan_on_one_rank}
+             "unused_parameters": unused_parameters, "nan_on_one_rank": nan_on_one_rank, "ema": ema, "swa": swa}
 
 
 def run_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:

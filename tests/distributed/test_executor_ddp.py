@@ -90,3 +90,26 @@ def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_check(ranks: list[d
     assert other["error"].startswith("NonFiniteLossError: non-finite training loss on another rank by step 2")
     assert bad["step"] == other["step"] == 2
     assert other["seconds"] < 30  # not a collective's timeout
+
+
+def test_ema_replicas_stay_identical_and_match_one_process(ranks: list[dict[str, Any]]) -> None:
+    single = _single("ema")
+    first, second = ranks[0]["ema"], ranks[1]["ema"]
+    for a, b, want in zip(first["averaged"], second["averaged"], single["averaged"], strict=True):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, want, atol=1e-5, rtol=1e-4)
+    for key in first["weights"]:
+        assert torch.equal(first["weights"][key], second["weights"][key]), key
+    _assert_close({k: v for k, v in first["weights"].items() if "running" not in k},
+                  {k: v for k, v in single["weights"].items() if "running" not in k})
+
+
+def test_swa_replicas_stay_identical_batch_norm_statistics_included(ranks: list[dict[str, Any]]) -> None:
+    single = _single("swa")
+    first, second = ranks[0]["swa"], ranks[1]["swa"]
+    assert any("running_var" in key for key in first["weights"])
+    for key in first["weights"]:
+        assert torch.equal(first["weights"][key], second["weights"][key]), key
+    _assert_close({k: v for k, v in first["weights"].items() if "running" not in k and "num_batches" not in k},
+                  {k: v for k, v in single["weights"].items() if "running" not in k and "num_batches" not in k})
+    assert first["test"] == second["test"]
