@@ -25,7 +25,7 @@ from declarative_train.distributed import DDPDistribution, Distribution, SingleP
 from declarative_train.distributed.env import detect
 from declarative_train.engine import Executor, TrainerSettings
 from declarative_train.engine.scheduling import SchedulerSpec
-from declarative_train.errors import ArgumentError, ConfigError, ConfigIssue
+from declarative_train.errors import ArgumentError, ConfigError, ConfigIssue, MissingExtra
 from declarative_train.precision import Precision
 from declarative_train.tasks import Task
 
@@ -84,7 +84,7 @@ def _make(node: Any, root: Any = None) -> Any:
 
 
 #: Component sections built by :func:`check_components` (optimizer and scheduler are partials).
-COMPONENT_SECTIONS = ("model", "data", "metrics", "callbacks", "logger")
+COMPONENT_SECTIONS = ("model", "data", "metrics", "callbacks", "logger", "profiler")
 
 
 def check_components(cfg: DictConfig) -> None:
@@ -98,7 +98,8 @@ def check_components(cfg: DictConfig) -> None:
     with torch.device("meta"):
         for section in COMPONENT_SECTIONS:
             node = cfg.get(section)
-            nodes = [node] if section in ("model", "data") else list((node or {}).values())
+            single = section in ("model", "data", "profiler")
+            nodes = ([node] if node else []) if single else list((node or {}).values())
             for child in nodes:
                 try:
                     _make(child, cfg)
@@ -112,10 +113,12 @@ def check_components(cfg: DictConfig) -> None:
 
 def _constructor_issue(root: Any, exc: InstantiationException) -> ConfigIssue | None:
     cause = exc.__cause__
-    if not isinstance(cause, (ValueError, TypeError)) or isinstance(cause, ConfigError):
-        return None
     text = str(exc)  # Hydra ends it with "full_key: <the failing node's key path>"
     path = text.rpartition("full_key: ")[2].strip() if "full_key: " in text else ""
+    if isinstance(cause, MissingExtra):
+        return ConfigIssue(path, str(cause))
+    if not isinstance(cause, (ValueError, TypeError)) or isinstance(cause, ConfigError):
+        return None
     failing = OmegaConf.select(root, path) if path and OmegaConf.is_config(root) else None
     target = failing.get("_target_") if isinstance(failing, DictConfig) else None
     message = str(cause)
@@ -142,7 +145,7 @@ def infer_data_shapes(cfg: DictConfig) -> None:
 
     Only data modules that implement :class:`~declarative_train.data.shapes.ReportsShapes` are
     asked; they read their data to answer. Problems (a file that is missing, an unknown column, a
-    value that contradicts the data, a classifier on a regression target) raise
+    value that contradicts the data, a classifier on a regression target, a missing extra) raise
     :class:`ConfigError` naming the ``data.<key>``. Called by ``dtrain`` after validation, so the
     launching process resolves the values once and workers read them from the resolved config.
     """
@@ -158,6 +161,8 @@ def infer_data_shapes(cfg: DictConfig) -> None:
         found = data.data_shapes()
     except ArgumentError as exc:
         raise ConfigError([ConfigIssue(f"data.{exc.argument}", str(exc))]) from None
+    except MissingExtra as exc:
+        raise ConfigError([ConfigIssue("data", str(exc))]) from None
     issues = apply_shapes(cfg, found)
     if issues:
         raise ConfigError(issues)
@@ -244,7 +249,7 @@ def build(cfg: DictConfig) -> Components:
         optimizer=_make(cfg.optimizer, cfg),
         scheduler=build_scheduler(cfg.get("scheduler")),
         metrics={name: _make(node, cfg) for name, node in (cfg.get("metrics") or {}).items()},
-        callbacks={name: _make(node, cfg) for name, node in (cfg.get("callbacks") or {}).items()},
+        callbacks=_callbacks(cfg),
         loggers={name: _make(node, cfg) for name, node in (cfg.get("logger") or {}).items()},
         accelerator=accelerator,
         distribution=build_distribution(cfg),
@@ -252,6 +257,14 @@ def build(cfg: DictConfig) -> Components:
         settings=build_settings(cfg.trainer),
         seed=cfg.seed if cfg.seed is not None else 0,
     )
+
+
+def _callbacks(cfg: DictConfig) -> dict[str, Any]:
+    """The callbacks by name, then the profiler (``profiler``) last: it times every other handler."""
+    callbacks = {name: _make(node, cfg) for name, node in (cfg.get("callbacks") or {}).items()}
+    if cfg.get("profiler"):
+        callbacks["profiler"] = _make(cfg.profiler, cfg)
+    return callbacks
 
 
 def describe(components: Components) -> str:

@@ -117,3 +117,12 @@ class Abort(BaseException):
     def __init__(self, error: Exception) -> None:
         self.error = error
         super().__init__(str(error))
+
+
+class MissingExtra(ImportError):
+    """An optional dependency that ``what`` needs does not import; the message names the extra."""
+
+    def __init__(self, what: str, module: str, extra: str, reason: str) -> None:
+        self.what, self.module, self.extra = what, module, extra
+        super().__init__(f"{what} needs {module}, which does not import here ({reason}): "
+                         f"pip install 'declarative_train[{extra}]'")

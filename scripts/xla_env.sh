@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build (once) and reuse the virtual environment that runs the XLA tier: torch==2.9.0,
-# torch-xla==2.9.0 and this project installed editable with its dev extras.
+# Build (once) and reuse the virtual environment that runs the XLA and vision tiers: torch==2.9.0,
+# torch-xla==2.9.0, torchvision==0.24.0 (the release built against torch 2.9; PyPI's torchvision
+# does not import beside the CPU-only torch of the main venv) and this project installed editable
+# with its dev and vision extras.
 #
 # The venv lives outside the repository, in ${DTRAIN_XLA_VENV:-$HOME/.cache/declarative_train/xla-venv},
 # because it is large (several GB: PyPI's torch 2.9.0 wheel pulls the CUDA runtime libraries)
@@ -14,6 +16,7 @@ set -euo pipefail
 
 TORCH_VERSION="2.9.0"
 TORCH_XLA_VERSION="2.9.0"
+TORCHVISION_VERSION="0.24.0"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${DTRAIN_XLA_VENV:-$HOME/.cache/declarative_train/xla-venv}"
@@ -41,12 +44,16 @@ PY
 # The project stamp: which checkout is installed editable, and with which pyproject.toml. CI runs
 # from a fresh clone elsewhere, so the editable install must follow the checkout that calls us.
 project_stamp() {
-    echo "$REPO $(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
+    echo "$REPO $(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1) torchvision==$TORCHVISION_VERSION"
 }
 
 install_project() {
-    log "installing $REPO[dev] (editable) into $VENV"
-    "$VENV/bin/pip" install --quiet -c "$CONSTRAINTS" -e "$REPO[dev]" >&2
+    log "installing $REPO[dev,vision] (editable) into $VENV"
+    # A venv built before torchvision was pinned gets the pin here, without a rebuild.
+    grep -qx "torchvision==$TORCHVISION_VERSION" "$CONSTRAINTS" 2>/dev/null \
+        || echo "torchvision==$TORCHVISION_VERSION" >>"$CONSTRAINTS"
+    "$VENV/bin/pip" install --quiet -c "$CONSTRAINTS" -e "$REPO[dev,vision]" \
+        "torchvision==$TORCHVISION_VERSION" >&2
     project_stamp >"$PROJECT_STAMP"
 }
 
@@ -56,7 +63,8 @@ build() {
     mkdir -p "$(dirname "$VENV")"
     "$PYTHON" -m venv "$VENV"
     # Keep torch pinned through every later install (the project itself asks only torch>=2.4).
-    printf 'torch==%s\ntorch-xla==%s\n' "$TORCH_VERSION" "$TORCH_XLA_VERSION" >"$CONSTRAINTS"
+    printf 'torch==%s\ntorch-xla==%s\ntorchvision==%s\n' "$TORCH_VERSION" "$TORCH_XLA_VERSION" \
+        "$TORCHVISION_VERSION" >"$CONSTRAINTS"
     "$VENV/bin/pip" install --quiet --upgrade pip setuptools wheel >&2
     "$VENV/bin/pip" install --quiet -c "$CONSTRAINTS" \
         "torch==$TORCH_VERSION" "torch-xla==$TORCH_XLA_VERSION" >&2

@@ -10,10 +10,11 @@ from typing import Any
 
 from declarative_train.config import trust
 from declarative_train.errors import ConfigIssue
+from declarative_train.utils.extras import install_hint
 from declarative_train.utils.text import did_you_mean
 
 #: Packages ``_target_`` may import from unless the config adds more in ``user_packages``.
-DEFAULT_ALLOWED_PACKAGES = ("torch", "declarative_train", "sklearn")
+DEFAULT_ALLOWED_PACKAGES = ("torch", "declarative_train", "sklearn", "torchvision.transforms")
 #: Hydra's own keys in a target node; never passed to the constructor by name.
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "_args_"})
 #: Keys of the ``scheduler`` node that configure how the executor steps it.
@@ -86,7 +87,7 @@ def check_target(
     try:
         obj = locate(target)
     except ImportError as exc:
-        return [ConfigIssue(where, f"cannot import '{target}': {exc}")]
+        return [ConfigIssue(where, f"cannot import '{target}': {exc}{install_hint(target)}")]
     problem = trust.refused_object(target, obj) or (
         None if is_allowed(target, trusted) else trust.kind_problem(target, obj))
     if problem:

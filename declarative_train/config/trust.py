@@ -1,6 +1,7 @@
 """What a ``_target_`` may be: judged by what the object is, not only by the package it lives in.
 
-The package allow-list (``torch``, ``declarative_train``, ``sklearn`` + ``user_packages``) says
+The package allow-list (``torch``, ``declarative_train``, ``sklearn``,
+``torchvision.transforms`` + ``user_packages``) says
 where a target may come from; inside those packages sit callables that unpickle files, compile
 code or start processes. So a target must also be
 

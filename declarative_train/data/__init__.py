@@ -1,5 +1,9 @@
-"""Data modules: sklearn's bundled digits and diabetes (offline), synthetic data, and table files."""
+"""Data modules: sklearn's bundled digits and diabetes (offline), synthetic data, table files,
+image folders and Hugging Face datasets on disk."""
 
+from declarative_train.data.drawn_shapes import DrawnShapes
+from declarative_train.data.hf import HFData, HFDigits
+from declarative_train.data.image_folder import ImageFolderData
 from declarative_train.data.module import DataModule, TensorDataModule
 from declarative_train.data.shapes import SHAPE_KEYS, ReportsShapes
 from declarative_train.data.sklearn_data import Diabetes, Digits
@@ -7,5 +11,6 @@ from declarative_train.data.sklearn_table import SklearnTable
 from declarative_train.data.synthetic import Synthetic
 from declarative_train.data.table import TableData
 
-__all__ = ["SHAPE_KEYS", "DataModule", "Diabetes", "Digits", "ReportsShapes", "SklearnTable", "Synthetic",
+__all__ = ["SHAPE_KEYS", "DataModule", "Diabetes", "Digits", "DrawnShapes", "HFData", "HFDigits", "ImageFolderData",
+           "ReportsShapes", "SklearnTable", "Synthetic",
            "TableData", "TensorDataModule"]

@@ -1,5 +1,7 @@
-"""Small reference networks: :class:`MLP`, :class:`CNN`, :class:`Linear`."""
+"""Small reference networks (:class:`MLP`, :class:`CNN`, :class:`Linear`) and library
+classifiers by name (:class:`TorchvisionNet`, :class:`TimmNet`; torchvision/timm imported when built)."""
 
 from declarative_train.models.nets import CNN, MLP, Linear
+from declarative_train.models.vision import TimmNet, TorchvisionNet
 
-__all__ = ["CNN", "MLP", "Linear"]
+__all__ = ["CNN", "MLP", "Linear", "TimmNet", "TorchvisionNet"]

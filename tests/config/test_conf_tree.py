@@ -13,6 +13,7 @@ from declarative_train.build import build, describe
 from declarative_train.cli import config_dir
 from declarative_train.config.validate import validate_config
 from declarative_train.errors import ConfigError
+from declarative_train.utils.extras import vision_available
 
 GROUPS = ["model", "data", "optimizer", "scheduler", "accelerator", "precision", "metrics",
           "callbacks", "logger", "trainer", "experiment", "hparams_search", "debug", "paths"]
@@ -27,7 +28,13 @@ PARTNERS = {("model", "mlp_regressor"): ["data=diabetes", "metrics=regression",
             ("data", "diabetes"): ["model=mlp_regressor", "metrics=regression",
                                    "callbacks.model_checkpoint.monitor=val/loss"],
             # data=table needs a file: the preset writes one into the run folder.
-            ("data", "table"): ["experiment=table_wine"]}
+            ("data", "table"): ["experiment=table_wine"],
+            # data=image_folder needs a folder: the preset draws one into the run folder.
+            ("data", "image_folder"): ["experiment=shapes_folder"],
+            # data=hf needs a saved dataset: the preset saves sklearn's digits into the run folder.
+            ("data", "hf"): ["experiment=hf_digits"]}
+#: Choices that need the [vision] extra: without torchvision they must say how to install it.
+VISION = {("data", "image_folder"), ("model", "torchvision"), ("model", "timm"), ("experiment", "shapes_folder")}
 
 
 def _choices() -> list[tuple[str, str]]:
@@ -54,7 +61,14 @@ def test_config_choice_composes_validates_and_builds(
 ) -> None:
     if (group, choice) in (("data", "table"), ("experiment", "table_wine")):
         pytest.importorskip("pyarrow")  # the [tables] extra
+    if (group, choice) in (("data", "hf"), ("experiment", "hf_digits")):
+        pytest.importorskip("datasets")  # the [hf] extra
     cfg = compose_cfg([f"{group}={choice}", *PARTNERS.get((group, choice), [])])
+    if (group, choice) in VISION and not vision_available():
+        with pytest.raises(ConfigError, match=r"pip install 'declarative_train\[vision\]'"):
+            validate_config(cfg)
+            build(cfg)
+        return
     if group == "accelerator" and not accelerator_class(choice).is_available():
         with pytest.raises(ConfigError, match="accelerator.name: .* not available here: .*install"):
             validate_config(cfg)
