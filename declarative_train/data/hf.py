@@ -34,6 +34,7 @@ from declarative_train.data.hf_load import (
     read_array,
 )
 from declarative_train.data.module import DataModule
+from declarative_train.data.shapes import adopt_shapes
 from declarative_train.data.table_encode import (
     FILL_MODES,
     TASKS,
@@ -43,6 +44,7 @@ from declarative_train.data.table_encode import (
     encode_target,
     fit_columns,
     fit_target,
+    target_shapes,
 )
 from declarative_train.data.table_read import OWNER as TABLE_OWNER
 from declarative_train.data.table_read import drop_missing_rows, missing_counts
@@ -138,7 +140,7 @@ class HFData(DataModule):
         self.datasets = {split: TensorDataset(*self._encode(*columns[split]))
                          for split in parts if columns[split][0].num_rows}
         self._found = self._shapes()
-        self._check_config()
+        adopt_shapes(self, self._found, OWNER, SHAPE_ARGUMENTS)
         self._log(source, chosen, inputs, {split: c[0].num_rows for split, c in columns.items()})
 
     def _carve(self, splits: dict[str, Any], chosen: dict[str, str]) -> dict[str, Any]:
@@ -246,24 +248,12 @@ class HFData(DataModule):
     def _shapes(self) -> dict[str, Any]:
         code = self.target_code
         assert code is not None
-        found: dict[str, Any] = {"num_features": sum(c.width for c in self.codes), "task": code.task}
-        if code.task == "classification":
-            found.update(num_classes=len(code.class_names or []), class_names=code.class_names)
-        else:
-            found["target_width"] = 1
+        found: dict[str, Any] = {"num_features": sum(c.width for c in self.codes), **target_shapes(code)}
         only = self.codes[0] if len(self.codes) == 1 else None
         if isinstance(only, ArrayCode) and len(only.shape) in (2, 3):
             found["image_shape"] = [1, *only.shape] if len(only.shape) == 2 else list(only.shape)
         return found
 
-    def _check_config(self) -> None:
-        """Shapes given to the constructor must be the data's (a worker's config, a stale file)."""
-        for argument in SHAPE_ARGUMENTS:
-            given, found = getattr(self, argument), self._found.get(argument)
-            if given is not None and found is not None and given != found:
-                raise ArgumentError(OWNER, argument, f"is {given!r} in the config, but the data has {found!r}")
-            if found is not None:
-                setattr(self, argument, found)
 
     def _log(self, source: str, chosen: dict[str, str], inputs: list[str], sizes: dict[str, int]) -> None:
         code = self.target_code

@@ -18,6 +18,7 @@ from torch.utils.data import Subset
 
 from declarative_train.data.image_scan import OWNER, FolderScan, scan_folder
 from declarative_train.data.module import DataModule
+from declarative_train.data.shapes import adopt_shapes
 from declarative_train.errors import ArgumentError, MissingExtra
 from declarative_train.utils.extras import try_import
 
@@ -90,7 +91,7 @@ class ImageFolderData(DataModule):
         self.datasets = self._split(scan, lambda files: image_files.ImageFiles(files, scan.classes, scan.mode, None),
                                     train_tf, eval_tf)
         self._found = self._shapes(scan)
-        self._check_config()
+        adopt_shapes(self, self._found, OWNER, SHAPE_ARGUMENTS, "the images have")
         sizes = ", ".join(f"{split} {len(data)}" for split, data in self.datasets.items())  # type: ignore[arg-type]
         log.info("image folder %s: %d classes (%s), %s images, %s, read as %s", self.root, len(scan.classes),
                  ", ".join(scan.classes)[:200], sizes, "x".join(map(str, self._found["image_shape"])), scan.mode)
@@ -122,16 +123,6 @@ class ImageFolderData(DataModule):
         shape = [int(n) for n in sample.shape]
         return {"num_classes": len(scan.classes), "class_names": list(scan.classes), "image_shape": shape,
                 "num_features": shape[0] * shape[1] * shape[2], "task": "classification"}
-
-    def _check_config(self) -> None:
-        """Shapes given to the constructor must be the images' (a worker's config, a stale file)."""
-        for argument in SHAPE_ARGUMENTS:
-            given, found = getattr(self, argument), self._found.get(argument)
-            if isinstance(given, tuple):
-                given = list(given)
-            if given is not None and given != found:
-                raise ArgumentError(OWNER, argument, f"is {given!r} in the config, but the images have {found!r}")
-            setattr(self, argument, found)
 
 
 def _require_torchvision() -> None:

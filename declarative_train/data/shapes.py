@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from declarative_train.errors import ArgumentError
+
 #: Keys a data module may report, and what each means.
 SHAPE_KEYS = {
     "num_features": "input features per sample (after encoding)",
@@ -28,3 +30,21 @@ class ReportsShapes(Protocol):
     def data_shapes(self) -> dict[str, Any]:
         """The values of :data:`SHAPE_KEYS` this module knows (reading its data if needed)."""
         ...
+
+
+def adopt_shapes(module: Any, found: dict[str, Any], owner: str, names: tuple[str, ...],
+                 holder: str = "the data has") -> None:
+    """Set ``module``'s shape attributes ``names`` to what its data holds (``found``).
+
+    A value given to the constructor (a worker's resolved config, a file that changed since the
+    launching process read it) must equal the data's: otherwise an :class:`ArgumentError` naming
+    the argument and both values.
+    """
+    for name in names:
+        given, value = getattr(module, name), found.get(name)
+        if isinstance(given, tuple):
+            given = list(given)
+        if given is not None and value is not None and given != value:
+            raise ArgumentError(owner, name, f"is {given!r} in the config, but {holder} {value!r}")
+        if value is not None:
+            setattr(module, name, value)

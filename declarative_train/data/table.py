@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from declarative_train.data.module import DataModule
+from declarative_train.data.shapes import adopt_shapes
 from declarative_train.data.table_encode import (
     FILL_MODES,
     TASKS,
@@ -26,6 +27,7 @@ from declarative_train.data.table_encode import (
     encode_target,
     fit_columns,
     fit_target,
+    target_shapes,
 )
 from declarative_train.data.table_read import (
     OWNER,
@@ -162,7 +164,7 @@ class TableData(DataModule):
         for split, (dataset, ids) in predict.items():
             self.datasets[split], self._ids[split] = dataset, ids
         self._found = self._shapes()
-        self._check_config()
+        adopt_shapes(self, self._found, OWNER, SHAPE_ARGUMENTS)
         self._log(source, columns, {split: len(rows) for split, (_, rows) in parts.items()})
 
     def _check_id_column(self, tables: dict[str, Any], columns: list[str], source: str) -> None:
@@ -246,21 +248,9 @@ class TableData(DataModule):
     def _shapes(self) -> dict[str, Any]:
         code = self.target_code
         assert code is not None
-        found: dict[str, Any] = {"num_features": sum(c.width for c in self.columns), "task": code.task}
-        if code.task == "classification":
-            found.update(num_classes=len(code.class_names or []), class_names=code.class_names)
-        else:
-            found["target_width"] = 1
+        found: dict[str, Any] = {"num_features": sum(c.width for c in self.columns), **target_shapes(code)}
         return found
 
-    def _check_config(self) -> None:
-        """Shapes given to the constructor must be the data's (a worker's config, a stale file)."""
-        for argument in SHAPE_ARGUMENTS:
-            given, found = getattr(self, argument), self._found.get(argument)
-            if given is not None and found is not None and given != found:
-                raise ArgumentError(OWNER, argument, f"is {given!r} in the config, but the data has {found!r}")
-            if found is not None:
-                setattr(self, argument, found)
 
     def _log(self, source: str, columns: list[str], sizes: dict[str, int]) -> None:
         code = self.target_code

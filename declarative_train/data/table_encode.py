@@ -208,3 +208,11 @@ def _string_array(values: Sequence[str]) -> Any:
     import pyarrow as pa
 
     return pa.array(list(values), type=pa.string())
+
+
+def target_shapes(code: TargetCode) -> dict[str, Any]:
+    """What the target tells a model config: ``task``, and ``num_classes`` with ``class_names``
+    (classification) or ``target_width`` (regression)."""
+    if code.task == "classification":
+        return {"task": code.task, "num_classes": len(code.class_names or []), "class_names": code.class_names}
+    return {"task": code.task, "target_width": 1}
