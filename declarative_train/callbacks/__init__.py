@@ -7,10 +7,12 @@ from declarative_train.callbacks.histograms import ParameterHistograms
 from declarative_train.callbacks.lr_monitor import LearningRateMonitor
 from declarative_train.callbacks.model_checkpoint import ModelCheckpoint
 from declarative_train.callbacks.model_summary import ModelSummary
+from declarative_train.callbacks.profiler import SimpleProfiler
 from declarative_train.callbacks.progress import ProgressBar
 from declarative_train.callbacks.swa import StochasticWeightAveraging
+from declarative_train.callbacks.torch_profiler import PyTorchProfiler
 
 __all__ = [
     "EMA", "Callback", "EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "ModelSummary",
-    "ParameterHistograms", "ProgressBar", "StochasticWeightAveraging",
+    "ParameterHistograms", "ProgressBar", "PyTorchProfiler", "SimpleProfiler", "StochasticWeightAveraging",
 ]

@@ -21,6 +21,7 @@ from declarative_train.config.targets import (
     check_target,
     iter_target_nodes,
 )
+from declarative_train.config.tuning import auto_placeholders, tune_issues
 from declarative_train.distributed.plan import check_plan
 from declarative_train.engine.settings import settings_problems
 from declarative_train.errors import ConfigError, ConfigIssue
@@ -44,9 +45,10 @@ def collect_issues(cfg: DictConfig) -> list[ConfigIssue]:
     issues = _unresolvable(cfg)
     if issues:
         return issues  # the checks below need resolved values
-    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    with auto_placeholders(cfg):  # optimizer.lr=auto, data.batch_size=auto are checked as numbers
+        plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     for check in (_check_components, _check_trainer, _check_accelerator, _check_precision,
-                  _check_targets, _check_monitors, _check_sweep, _check_resume):
+                  _check_targets, _check_monitors, _check_sweep, _check_resume, tune_issues):
         issues.extend(check(plain))
     return issues
 
@@ -89,6 +91,9 @@ def _check_components(cfg: dict[str, Any]) -> list[ConfigIssue]:
         issues.append(ConfigIssue("scheduler", "must be empty (no scheduler) or have a _target_"))
     if scheduler.get("interval", "epoch") not in ("epoch", "step"):
         issues.append(ConfigIssue("scheduler.interval", "must be 'epoch' or 'step'"))
+    profiler = cfg.get("profiler")
+    if profiler and (not isinstance(profiler, dict) or "_target_" not in profiler):
+        issues.append(ConfigIssue("profiler", "must be empty (no profiler) or have a _target_"))
     for group in ("metrics", "callbacks", "logger"):
         for key, node in (cfg.get(group) or {}).items():
             if not isinstance(node, dict) or "_target_" not in node:

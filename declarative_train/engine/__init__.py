@@ -3,6 +3,7 @@
 from declarative_train.engine.context import CheckpointProvider, CheckpointWeights, TrainingContext
 from declarative_train.engine.events import Event, EventBus, Subscription
 from declarative_train.engine.executor import Executor, unwrapped
+from declarative_train.engine.phases import PHASES, Instrumentable, PhaseTimer
 from declarative_train.engine.settings import TrainerSettings
 from declarative_train.engine.state import LoopState
 
@@ -12,7 +13,10 @@ __all__ = [
     "Event",
     "EventBus",
     "Executor",
+    "Instrumentable",
     "LoopState",
+    "PHASES",
+    "PhaseTimer",
     "Subscription",
     "TrainerSettings",
     "TrainingContext",

@@ -24,6 +24,16 @@ def fast_dev_run_batches(setting: Any) -> int:
     return int(setting)
 
 
+def planned_steps(num_train_batches: int, settings: Any, fast_dev_run: int = 0) -> int | None:
+    """Optimizer steps fit takes with ``settings`` (``TrainerSettings``), ``None`` when unbounded."""
+    per_epoch = -(-num_train_batches // settings.accumulate_grad_batches)
+    epochs = 1 if fast_dev_run else settings.max_epochs
+    by_epochs = per_epoch * epochs if epochs >= 0 else None
+    if settings.max_steps >= 0:
+        return min(settings.max_steps, by_epochs) if by_epochs is not None else settings.max_steps
+    return by_epochs
+
+
 def validation_interval(num_train_batches: int, val_check_interval: Any) -> int:
     """Validate after every N training batches (N = epoch length for 1.0)."""
     if isinstance(val_check_interval, float):

@@ -31,6 +31,7 @@ from declarative_train.engine.loaders import StageLoaders
 from declarative_train.engine.loop import TrainingLoop, log_train_loss
 from declarative_train.engine.loss_guard import LossGuard
 from declarative_train.engine.optimization import Optimization
+from declarative_train.engine.phases import PhaseTimer, instrument_fit
 from declarative_train.engine.scheduling import SchedulerSpec
 from declarative_train.engine.settings import TrainerSettings
 from declarative_train.engine.state import LoopState
@@ -221,6 +222,14 @@ class Executor:
             return False
         metric = self.metric_definitions.get(key)
         return getattr(metric, "higher_is_better", None) if metric is not None else None
+
+    def instrument(self, timer: PhaseTimer) -> Callable[[], None]:
+        """Time fit's parts by phase with ``timer`` (profilers); return the call that removes the timing.
+
+        See :mod:`declarative_train.engine.phases`; without it, fit runs no timing code.
+        """
+        self.setup()
+        return instrument_fit(timer, self._loop, self.events, self)
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(

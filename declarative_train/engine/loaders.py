@@ -8,7 +8,7 @@ from declarative_train.accelerators import Accelerator
 from declarative_train.data.loader_workers import bind_to_parent
 from declarative_train.data.resumable import ResumableSampler, train_loader
 from declarative_train.distributed import Distribution
-from declarative_train.engine.batches import fast_dev_run_batches, limit_batches
+from declarative_train.engine.batches import fast_dev_run_batches, limit_batches, planned_steps
 from declarative_train.engine.settings import TrainerSettings
 
 
@@ -55,13 +55,10 @@ class StageLoaders:
 
     def estimated_steps(self, num_train_batches: int) -> int:
         """Optimizer steps fit will take (for schedulers that need the total, like OneCycle)."""
-        s = self.settings
-        per_epoch = -(-num_train_batches // s.accumulate_grad_batches)
-        epochs = 1 if self.fast_dev_run else s.max_epochs
-        by_epochs = per_epoch * epochs if epochs >= 0 else None
-        if s.max_steps >= 0:
-            return min(s.max_steps, by_epochs) if by_epochs is not None else s.max_steps
-        return by_epochs or 1
+        steps = planned_steps(num_train_batches, self.settings, self.fast_dev_run)
+        if steps is None or (steps == 0 and self.settings.max_steps < 0):
+            return 1  # unbounded, or no epochs: schedulers still need a positive total
+        return steps
 
     def _build(self, split: str) -> Any:
         if self.overfitting and split == "val":
