@@ -100,6 +100,7 @@ def _is_multirun() -> bool:
 
 def _train_job(cfg: DictConfig) -> Any:
     from declarative_train.build import build, check_components, describe, infer_data_shapes
+    from declarative_train.config.tuning import auto_placeholders
     from declarative_train.config.validate import validate_config
     from declarative_train.jobs.provenance import record_end, record_start
     from declarative_train.jobs.train import objective
@@ -110,16 +111,20 @@ def _train_job(cfg: DictConfig) -> Any:
     multirun = _is_multirun()
     try:
         validate_config(cfg)
-        infer_data_shapes(cfg)  # values the data knows (data=table: num_features, ...), resolved once here
-        check_components(cfg)  # constructors' own argument checks, on the meta device
+        with auto_placeholders(cfg):  # optimizer.lr=auto, data.batch_size=auto: the job tunes them
+            infer_data_shapes(cfg)  # values the data knows (data=table: num_features, ...), resolved once here
+            check_components(cfg)  # constructors' own argument checks, on the meta device
     except ConfigError as exc:
         if multirun:
             record_outcome(cfg, "failed", "invalid configuration: " + "; ".join(map(str, exc.issues)))
             raise  # the sweep records this job as failed and goes on
         _exit_with(exc)
     if cfg.dry_run:
-        print(describe(build(cfg)))
+        with auto_placeholders(cfg):
+            print(describe(build(cfg)))
         return None
+    if cfg.tune.mode == "lr_find":
+        return _lr_find_job(cfg)
     if multirun:
         finished = prepare_job(cfg, Path(HydraConfig.get().sweep.dir))
         if finished is not None:
@@ -143,6 +148,18 @@ def _train_job(cfg: DictConfig) -> Any:
     finally:
         record_end(cfg)
     return objective(cfg, results)
+
+
+def _lr_find_job(cfg: DictConfig) -> Any:
+    from declarative_train.jobs.tune import lr_find_job
+
+    try:
+        lr_find_job(cfg)
+    except ConfigError as exc:
+        if _is_multirun():
+            raise
+        _exit_with(exc)
+    return None
 
 
 def _eval_job(cfg: DictConfig) -> Any:

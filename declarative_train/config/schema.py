@@ -114,6 +114,35 @@ class SweepConfig:
 
 
 @attrs.define(kw_only=True)
+class TuneConfig:
+    """The learning-rate range test (``tune=lr_find``, ``optimizer.lr=auto``) and the batch-size
+    search (``data.batch_size=auto``)."""
+
+    mode: str | None = None
+    """``lr_find``: run the range test, write ``lr_find.json``/``lr_find.png`` and exit (``None``: train)."""
+    min_lr: float = 1e-7
+    """The range test's first learning rate."""
+    max_lr: float = 1.0
+    """The range test's last learning rate (the ramp between them is exponential)."""
+    num_steps: int = 100
+    """Optimizer steps of the range test."""
+    smoothing: float = 0.05
+    """Weight of the newest loss in the smoothed loss (an exponential moving average, bias-corrected)."""
+    divergence_factor: float = 4.0
+    """Stop the range test once the smoothed loss exceeds this many times the best one."""
+    suggestion: str = "steepest"
+    """``steepest``: the lr where the smoothed loss falls fastest; ``min_loss``: a tenth of the lr of the lowest loss."""
+    batch_size_start: int = 32
+    """``data.batch_size=auto`` starts here and doubles."""
+    batch_size_mode: str = "binsearch"
+    """``power``: the largest power-of-two multiple of the start that fits; ``binsearch``: then refine
+    between it and the first that did not; ``throughput``: the tried size with the most samples/s."""
+    max_memory_gb: float | None = None
+    """A batch size fits while one training step's memory stays under this (``None``: until out of memory
+    on CUDA; on the CPU, until the train split's size)."""
+
+
+@attrs.define(kw_only=True)
 class TrainConfig:
     """The whole job. Component sections (``model``, ``data``, ...) are ``_target_`` nodes."""
 
@@ -138,6 +167,7 @@ class TrainConfig:
     optimized_metric: str | None = None
     """Metric returned to a Hydra sweeper (``None``: the checkpoint monitor)."""
     sweep: SweepConfig = SweepConfig()
+    tune: TuneConfig = TuneConfig()
     trainer: Any = TrainerConfig()
     accelerator: AcceleratorConfig = AcceleratorConfig()
     precision: PrecisionConfig = PrecisionConfig()
@@ -156,6 +186,8 @@ class TrainConfig:
     """Callbacks by name."""
     logger: dict[str, Any] = {}
     """Loggers by name."""
+    profiler: Any = None
+    """A profiler (``SimpleProfiler``, ``PyTorchProfiler``) run as the last callback; empty for none."""
 
 
 @attrs.define(kw_only=True)

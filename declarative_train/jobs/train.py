@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.build import build, seed_everything
+from declarative_train.config.tuning import auto_placeholders
 from declarative_train.engine import Executor
 from declarative_train.engine.preemption import DEFAULT_SIGNALS, PreemptionHandler
 from declarative_train.errors import (
@@ -25,6 +26,7 @@ from declarative_train.errors import (
 from declarative_train.jobs import provenance
 from declarative_train.jobs.hparams import run_hparams
 from declarative_train.jobs.resume import resume_checkpoint
+from declarative_train.jobs.tune import tune_auto
 from declarative_train.sweep.objective import objective_entry
 from declarative_train.utils.io import atomic_write_json
 
@@ -42,11 +44,16 @@ def run_job(cfg: DictConfig, on_executor: Callable[[Executor], None] | None = No
     executor: Executor | None = None
     try:
         seed_everything(cfg.seed, cfg.trainer.deterministic)
-        executor = build(cfg).executor()
+        with auto_placeholders(cfg):  # optimizer.lr=auto, data.batch_size=auto: tuned below
+            components = build(cfg)
+        tuned = tune_auto(cfg, components)
+        executor = components.executor()
         if on_executor is not None:
             on_executor(executor)
         _fit_and_test(cfg, executor, output_dir)
         results = _results(cfg, executor, started)
+        if tuned:
+            results["tuned"] = tuned
         for logger in executor.loggers:
             logger.log_hyperparams(run_hparams(cfg), {**results["val"], **results["test"]})
         _write(cfg, output_dir, executor, results)  # before the loggers finalize: they may upload it

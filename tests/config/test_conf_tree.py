@@ -16,7 +16,7 @@ from declarative_train.errors import ConfigError
 from declarative_train.utils.extras import vision_available
 
 GROUPS = ["model", "data", "optimizer", "scheduler", "accelerator", "precision", "metrics",
-          "callbacks", "logger", "trainer", "experiment", "hparams_search", "debug", "paths"]
+          "callbacks", "logger", "profiler", "trainer", "tune", "experiment", "hparams_search", "debug", "paths"]
 #: Some choices need a particular partner choice to make sense.
 PARTNERS = {("model", "mlp_regressor"): ["data=diabetes", "metrics=regression",
                                          "callbacks.model_checkpoint.monitor=val/loss"],
