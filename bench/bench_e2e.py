@@ -41,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_EVERY = 10
+TRAIN_SAMPLES = 1257
 STEPS_PER_EPOCH = 20  # ceil(1257 train samples / 64)
 LEAN = ["callbacks=none", "metrics=none", "trainer.limit_val_batches=0"]
 #: ``--attribute``: the default run with one component removed, by name.
@@ -181,7 +182,8 @@ def compare(args: argparse.Namespace, work: Path) -> None:
             hand, ours = times[f"hand {mode}"], times[f"dtrain {mode}"]
             ratio = statistics.median(o / h for o, h in zip(ours, hand))
             ratios[mode].append(ratio)
-            line.append(f"{mode}: hand {_ms(hand)} dtrain {_ms(ours)} ratio {ratio:.3f}")
+            rates = f"{TRAIN_SAMPLES / statistics.median(hand):.0f} vs {TRAIN_SAMPLES / statistics.median(ours):.0f} samples/s"
+            line.append(f"{mode}: hand {_ms(hand)} dtrain {_ms(ours)} ratio {ratio:.3f} ({rates})")
         print(f"run {run + 1}: " + " | ".join(line), flush=True)
     targets = {"lean": 1.03, "default": 1.10}
     for mode in modes:

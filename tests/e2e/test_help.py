@@ -30,7 +30,8 @@ def test_help_lists_every_group_and_choice_with_the_commands_and_exit_codes(
     for group, choices in _groups().items():
         assert group in listed, f"--help does not list the group {group}"
         assert choices <= listed[group], f"--help lacks {sorted(choices - listed[group])} of {group}"
-    for command in ("dtrain dry_run=true", "dtrain-eval ckpt_path=", "dtrain-export ckpt_path=", "dtrain-summary"):
+    for command in ("dtrain dry_run=true", "dtrain-eval ckpt_path=", "dtrain-predict ckpt_path=", "dtrain-export ckpt_path=",
+                    "dtrain-summary"):
         assert command in text
     assert "2 bad configuration or command line" in text and "75 preempted" in text
 
