@@ -156,7 +156,7 @@ class TableData(DataModule):
                           torch.from_numpy(encode_target(table.column(self.target), self.target_code)))
                    for name, table in tables.items()}
         predict = self._predict_split(columns) if self.predict_path is not None else {}  # before any split is kept
-        self.datasets = {split: TensorDataset(encoded[name][0][rows], encoded[name][1][rows])
+        self.datasets = {split: TensorDataset(*(t.index_select(0, torch.from_numpy(rows)) for t in encoded[name]))
                          for split, (name, rows) in parts.items() if len(rows)}
         self._ids = {split: tables[name].column(self.id_column or ROW_NUMBER).take(rows).to_pylist()
                      for split, (name, rows) in parts.items()
