@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,export,mlflow,tables,hf]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,export,mlflow,tables,hf,plot]"
 	touch $(STAMP)
 
 train: install

@@ -11,6 +11,7 @@ own device and the ranks then agree: the smallest batch size of any rank, rank 0
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import math
 from functools import partial
@@ -32,7 +33,7 @@ from declarative_train.engine.range_test import RangeTestResult, RangeTestSettin
 from declarative_train.engine.trial_runs import TrialParts
 from declarative_train.errors import ConfigError, ConfigIssue
 from declarative_train.jobs.resume import resume_checkpoint
-from declarative_train.utils.io import atomic_write_json
+from declarative_train.utils.io import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("declarative_train")
 
@@ -193,5 +194,7 @@ def _plot(result: RangeTestResult, path: Path) -> None:
         axes.set_ylim(top=max(finite[0], min(finite)) * 2 if finite[0] > 0 else None)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path)
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
     pyplot.close(figure)
+    atomic_write_bytes(path, image.getvalue())
