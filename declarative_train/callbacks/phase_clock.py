@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import attrs
 
+from declarative_train.engine.phases import timed_items
+
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,11 +118,7 @@ class PhaseClock:
 
     def iterate(self, phase: str, iterable: Iterable[T]) -> Iterator[T]:
         """The items of ``iterable``, the time of each ``next`` recorded under ``phase``."""
-        fetch = self.wrap(phase, next)
-        iterator = iter(iterable)
-        done = object()
-        while (item := fetch(iterator, done)) is not done:
-            yield item  # type: ignore[misc]
+        return timed_items(self, phase, iterable)
 
     def start(self) -> None:
         """Forget what was recorded; the wall time starts now."""

@@ -18,6 +18,7 @@ from torch.profiler import (
 from declarative_train.callbacks.base import Callback
 from declarative_train.engine import Event, Instrumentable, TrainingContext
 from declarative_train.engine.batches import planned_steps
+from declarative_train.engine.phases import timed_items
 from declarative_train.errors import ArgumentError, ConfigError, ConfigIssue
 from declarative_train.utils.io import atomic_write_bytes
 
@@ -144,8 +145,4 @@ class _PhaseRanges:
         return ranged  # type: ignore[return-value]
 
     def iterate(self, phase: str, iterable: Iterable[T]) -> Iterator[T]:
-        fetch = self.wrap(phase, next)
-        iterator = iter(iterable)
-        done = object()
-        while (item := fetch(iterator, done)) is not done:
-            yield item  # type: ignore[misc]
+        return timed_items(self, phase, iterable)

@@ -36,10 +36,9 @@ from declarative_train.data.hf_load import (
 from declarative_train.data.module import DataModule
 from declarative_train.data.shapes import adopt_shapes
 from declarative_train.data.table_encode import (
-    FILL_MODES,
-    TASKS,
     ColumnCode,
     TargetCode,
+    check_table_options,
     encode_columns,
     encode_target,
     fit_columns,
@@ -49,7 +48,6 @@ from declarative_train.data.table_encode import (
 from declarative_train.data.table_read import OWNER as TABLE_OWNER
 from declarative_train.data.table_read import drop_missing_rows, missing_counts
 from declarative_train.errors import ArgumentError
-from declarative_train.utils.text import not_one_of
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +82,8 @@ class HFData(DataModule):
                                 "is not set: give data.path=DIR (a dataset saved with save_to_disk) or "
                                 "data.builder=csv|json|parquet|arrow with data.data_files=FILES")
         check_builder(builder, data_files)
-        if task not in TASKS:
-            raise ArgumentError(OWNER, "task", not_one_of(task, TASKS))
-        if fill_missing is not None and fill_missing not in FILL_MODES:
-            raise ArgumentError(OWNER, "fill_missing", not_one_of(fill_missing, FILL_MODES) + " (or null: an error)")
-        for argument, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 <= value < 1:
-                raise ArgumentError(OWNER, argument, f"must be in [0, 1), got {value!r}")
-        if val_fraction + test_fraction >= 1:
-            raise ArgumentError(OWNER, "val_fraction", f"+ test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+        check_table_options(OWNER, task=task, fill_missing=fill_missing, val_fraction=val_fraction,
+                            test_fraction=test_fraction)
         self.target, self.path, self.builder, self.data_files, self.cache_dir = target, path, builder, data_files, cache_dir
         self.inputs = [inputs] if isinstance(inputs, str) else (list(inputs) if inputs is not None else None)
         self.splits = dict(splits) if splits is not None else None

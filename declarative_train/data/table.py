@@ -18,11 +18,10 @@ from torch.utils.data import TensorDataset
 from declarative_train.data.module import DataModule
 from declarative_train.data.shapes import adopt_shapes
 from declarative_train.data.table_encode import (
-    FILL_MODES,
-    TASKS,
     ColumnCode,
     TargetCode,
     check_encodable,
+    check_table_options,
     encode_columns,
     encode_target,
     fit_columns,
@@ -40,7 +39,7 @@ from declarative_train.data.table_read import (
     with_row_numbers,
 )
 from declarative_train.errors import ArgumentError
-from declarative_train.utils.text import did_you_mean, not_one_of
+from declarative_train.utils.text import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +79,8 @@ class TableData(DataModule):
             raise ArgumentError(OWNER, "path", "is not set: give data.path=FILE (or data.train_path=FILE)")
         if path is not None and any(p is not None for p in (train_path, val_path, test_path)):
             raise ArgumentError(OWNER, "path", "and data.train_path/val_path/test_path are both set: use one")
-        if task not in TASKS:
-            raise ArgumentError(OWNER, "task", not_one_of(task, TASKS))
-        if fill_missing is not None and fill_missing not in FILL_MODES:
-            raise ArgumentError(OWNER, "fill_missing", not_one_of(fill_missing, FILL_MODES) + " (or null: an error)")
-        for argument, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 <= value < 1:
-                raise ArgumentError(OWNER, argument, f"must be in [0, 1), got {value!r}")
-        if val_fraction + test_fraction >= 1:
-            raise ArgumentError(OWNER, "val_fraction", f"+ test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+        check_table_options(OWNER, task=task, fill_missing=fill_missing, val_fraction=val_fraction,
+                            test_fraction=test_fraction)
         if isinstance(max_categories, bool) or not isinstance(max_categories, int) or max_categories < 1:
             raise ArgumentError(OWNER, "max_categories", f"must be an int >= 1, got {max_categories!r}")
         self.target, self.format = target, format

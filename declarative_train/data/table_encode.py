@@ -18,6 +18,7 @@ import numpy as np
 
 from declarative_train.data.table_read import OWNER
 from declarative_train.errors import ArgumentError
+from declarative_train.utils.text import not_one_of
 
 TASKS = ("auto", "classification", "regression")
 FILL_MODES = ("mean", "zero", "drop")
@@ -230,3 +231,17 @@ def target_shapes(code: TargetCode) -> dict[str, Any]:
     if code.task == "classification":
         return {"task": code.task, "num_classes": len(code.class_names or []), "class_names": code.class_names}
     return {"task": code.task, "target_width": 1}
+
+
+def check_table_options(owner: str, *, task: str, fill_missing: str | None, val_fraction: float,
+                        test_fraction: float) -> None:
+    """The options tables and Hugging Face datasets share: ``task``, ``fill_missing``, the split fractions."""
+    if task not in TASKS:
+        raise ArgumentError(owner, "task", not_one_of(task, TASKS))
+    if fill_missing is not None and fill_missing not in FILL_MODES:
+        raise ArgumentError(owner, "fill_missing", not_one_of(fill_missing, FILL_MODES) + " (or null: an error)")
+    for argument, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= value < 1:
+            raise ArgumentError(owner, argument, f"must be in [0, 1), got {value!r}")
+    if val_fraction + test_fraction >= 1:
+        raise ArgumentError(owner, "val_fraction", f"+ test_fraction must be < 1, got {val_fraction} + {test_fraction}")

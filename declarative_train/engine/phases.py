@@ -56,6 +56,15 @@ class Instrumentable(Protocol):
         """Time fit's parts with ``timer``; return the call that removes the timing."""
 
 
+def timed_items(timer: PhaseTimer, phase: str, iterable: Iterable[T]) -> Iterator[T]:
+    """The items of ``iterable``, each ``next`` timed as ``phase`` by ``timer.wrap`` (for ``iterate``)."""
+    fetch = timer.wrap(phase, next)
+    iterator = iter(iterable)
+    done = object()
+    while (item := fetch(iterator, done)) is not done:
+        yield item  # type: ignore[misc]
+
+
 def instrument_fit(timer: PhaseTimer, loop: TrainingLoop, events: EventBus[Any], checkpoints: Any) -> Callable[[], None]:
     """Shadow the parts of ``loop``, ``events`` and ``checkpoints`` (the executor) with ``timer``'s wrappers.
 
