@@ -36,12 +36,7 @@ def eval_job(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError([ConfigIssue("ckpt_path", "missing mandatory value (dtrain-eval ckpt_path=PATH)")])
     if cfg.split not in ("test", "val"):
         raise ConfigError([ConfigIssue("split", f"must be 'test' or 'val', got {cfg.split!r}")])
-    saved = checkpoint.read(cfg.ckpt_path)
-    warn_if_code_differs(saved.get("meta"), cfg.ckpt_path)
-    if cfg.use_ckpt_config:
-        use_checkpoint_config(cfg, saved, "dtrain-eval")
-    validate_config(cfg)
-    infer_data_shapes(cfg)
+    checkpoint_command_config(cfg, "dtrain-eval")
     started = time.perf_counter()
     seed_everything(cfg.seed)
     executor = build(cfg).executor()
@@ -58,6 +53,22 @@ def eval_job(cfg: DictConfig) -> dict[str, Any]:
     log.info("%s metrics of %s: %s", cfg.split, cfg.ckpt_path, metrics)
     print(" ".join(f"{k}={v:.6g}" for k, v in metrics.items()))
     return results
+
+
+def checkpoint_command_config(cfg: DictConfig, command: str) -> dict[str, Any]:
+    """Read ``cfg.ckpt_path`` and make ``cfg`` the config to run it with; return the checkpoint.
+
+    Warns when the code differs from the checkpoint's, takes the stored sections
+    (:func:`use_checkpoint_config`) unless ``use_ckpt_config=false``, validates, and fills the
+    data's shapes: what ``dtrain-eval`` and ``dtrain-predict`` do before building.
+    """
+    saved = checkpoint.read(cfg.ckpt_path)
+    warn_if_code_differs(saved.get("meta"), cfg.ckpt_path)
+    if cfg.use_ckpt_config:
+        use_checkpoint_config(cfg, saved, command)
+    validate_config(cfg)
+    infer_data_shapes(cfg)
+    return saved
 
 
 def use_checkpoint_config(cfg: DictConfig, saved: dict[str, Any], command: str) -> None:

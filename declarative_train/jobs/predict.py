@@ -24,14 +24,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from declarative_train import checkpoint
-from declarative_train.build import build, infer_data_shapes, seed_everything
-from declarative_train.config.validate import validate_config
+from declarative_train.build import build, seed_everything
 from declarative_train.distributed.plan import make_plan
 from declarative_train.engine.executor import unwrapped
 from declarative_train.engine.training_state import LABELS
 from declarative_train.errors import ConfigError, ConfigIssue, RunFailed
-from declarative_train.jobs.evaluate import use_checkpoint_config
-from declarative_train.jobs.provenance import warn_if_code_differs
+from declarative_train.jobs.evaluate import checkpoint_command_config
 from declarative_train.tasks import Classification, Regression
 from declarative_train.utils.io import atomic_write_bytes
 from declarative_train.utils.text import not_one_of
@@ -61,12 +59,7 @@ def predict_job(cfg: DictConfig) -> dict[str, Any]:
     :class:`~declarative_train.errors.CheckpointError` for an unusable checkpoint.
     """
     path = _check_command(cfg)
-    saved = checkpoint.read(cfg.ckpt_path)
-    warn_if_code_differs(saved.get("meta"), cfg.ckpt_path)
-    if cfg.use_ckpt_config:
-        use_checkpoint_config(cfg, saved, "dtrain-predict")
-    validate_config(cfg)
-    infer_data_shapes(cfg)
+    saved = checkpoint_command_config(cfg, "dtrain-predict")
     plan = make_plan(cfg.accelerator)
     if plan.world_size > 1:
         log.info("dtrain-predict runs in one process: %d devices asked for, the first one is used", plan.world_size)
