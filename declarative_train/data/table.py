@@ -1,8 +1,9 @@
 """``data=table``: a CSV, TSV, Parquet or JSON Lines file as train/val/test tensors.
 
-Reading is in :mod:`.table_read`, encoding in :mod:`.table_encode`; this module splits the rows,
-fits the encodings on the train split, holds every split as a ``TensorDataset`` and reports what
-it found (:meth:`TableData.data_shapes`) so that model configs need no number the data knows.
+Reading is in :mod:`.table_read`, the encodings in :mod:`.table_encode`, encoding the splits in
+:mod:`.table_splits`; this module checks the columns, handles missing values, splits the rows,
+holds every split as a ``TensorDataset`` and reports what it found (:meth:`TableData.data_shapes`)
+so that model configs need no number the data knows.
 """
 
 from __future__ import annotations
@@ -23,21 +24,18 @@ from declarative_train.data.table_encode import (
     check_encodable,
     check_table_options,
     encode_columns,
-    encode_target,
-    fit_columns,
-    fit_target,
     target_shapes,
 )
 from declarative_train.data.table_read import (
     OWNER,
     check_flat,
     check_predict_columns,
-    drop_missing_rows,
+    complete_rows,
     missing_counts,
     read_table,
     select_columns,
-    with_row_numbers,
 )
+from declarative_train.data.table_splits import assemble_inputs, encode_features, encode_targets
 from declarative_train.errors import ArgumentError
 from declarative_train.utils.text import did_you_mean
 
@@ -45,8 +43,6 @@ log = logging.getLogger(__name__)
 
 #: Values of the data a model config may need, reported by :meth:`TableData.data_shapes`.
 SHAPE_ARGUMENTS = ("num_features", "num_classes", "class_names", "target_width")
-#: A column added to every table read: each row's index in its file, the ``row`` of predictions.
-ROW_NUMBER = "__dtrain_row__"
 
 
 class TableData(DataModule):
@@ -96,7 +92,7 @@ class TableData(DataModule):
         self.columns: list[ColumnCode] = []
         self.target_code: TargetCode | None = None
         self._found: dict[str, Any] = {}
-        self._ids: dict[str, list[Any]] = {}
+        self._ids: dict[str, Any] = {}  # per split: a list, or a numpy or Arrow array made a list when asked
 
     @property
     def target_mean(self) -> float:
@@ -122,42 +118,52 @@ class TableData(DataModule):
             split = "test"
         if split not in self._ids:
             raise ValueError(f"TableData has no '{split}' split")
+        if not isinstance(self._ids[split], list):
+            values = self._ids[split]
+            self._ids[split] = values.tolist() if isinstance(values, np.ndarray) else values.to_pylist()
         return self.id_column or "row", self._ids[split]
 
     def setup(self) -> None:
         if self.datasets:
             return
         tables, source = self._read()
-        train = tables["train"]
-        columns = select_columns(train, self.target, self.features, self.drop, source)
-        check_flat(train, columns)
-        for split, table in tables.items():
-            lacking = [c for c in (*columns, self.target) if c not in table.column_names]
+        columns = select_columns(tables["train"], self.target, self.features, self.drop, source)
+        check_flat(tables["train"], columns)
+        for split, names in {split: table.column_names for split, table in tables.items()}.items():
+            lacking = [c for c in (*columns, self.target) if c not in names]
             if lacking:
                 raise ArgumentError(OWNER, f"{split}_path", f"the file lacks the columns {lacking}")
         self._check_id_column(tables, columns, source)
-        tables = {split: with_row_numbers(table, ROW_NUMBER) for split, table in tables.items()}
-        tables = {split: self._handle_missing(table, columns, split) for split, table in tables.items()}
+        kept = {}  # per table: the file index of each row left, when rows with missing values were dropped
+        for name in list(tables):
+            tables[name], kept[name] = self._handle_missing(tables[name], columns, name)
         parts = self._split(tables)
-        train_rows = tables["train"].take(parts["train"][1])
-        self.columns = fit_columns(train_rows, columns, fill_missing=self.fill_missing,
-                                   standardize=self.standardize, max_categories=self.max_categories)
-        self.target_code = fit_target([t.column(self.target) for t in tables.values()], train_rows.column(self.target),
-                                      self.target, self.task, standardize=self.standardize_target, source=source)
-        encoded = {name: (torch.from_numpy(encode_columns(table, self.columns)),
-                          torch.from_numpy(encode_target(table.column(self.target), self.target_code)))
-                   for name, table in tables.items()}
-        predict = self._predict_split(columns) if self.predict_path is not None else {}  # before any split is kept
-        self.datasets = {split: TensorDataset(*(t.index_select(0, torch.from_numpy(rows)) for t in encoded[name]))
-                         for split, (name, rows) in parts.items() if len(rows)}
-        self._ids = {split: tables[name].column(self.id_column or ROW_NUMBER).take(rows).to_pylist()
-                     for split, (name, rows) in parts.items()
-                     if len(rows) and (self.id_column or ROW_NUMBER) in tables[name].column_names}
-        for split, (dataset, ids) in predict.items():
-            self.datasets[split], self._ids[split] = dataset, ids
+        ids = {split: self._split_ids(tables[name], kept[name], rows) for split, (name, rows) in parts.items()}
+        sources = {name: {c: table.column(c) for c in columns} for name, table in tables.items()}
+        # The target in one piece: the pool's memory is handed back only where no piece of any column is left.
+        target = {name: table.select([self.target]).combine_chunks().column(0) for name, table in tables.items()}
+        del tables  # from here on each column is dropped once encoded
+        self.columns, encoded = encode_features(sources, parts, columns, fill_missing=self.fill_missing,
+                                                standardize=self.standardize, max_categories=self.max_categories)
+        self.target_code, targets = encode_targets(target, parts, self.target, self.task,
+                                                   standardize=self.standardize_target, source=source)
+        del target
+        inputs = assemble_inputs(self.columns, encoded)  # the largest arrays last
+        self.datasets = {split: TensorDataset(inputs[split], targets[split]) for split, (_, rows) in parts.items()
+                         if len(rows)}
+        self._ids = {split: values for split, values in ids.items() if values is not None and len(parts[split][1])}
+        if self.predict_path is not None:
+            self.datasets["predict"], self._ids["predict"] = self._predict_split(columns)
         self._found = self._shapes()
         adopt_shapes(self, self._found, OWNER, SHAPE_ARGUMENTS)
         self._log(source, columns, {split: len(rows) for split, (_, rows) in parts.items()})
+
+    def _split_ids(self, table: Any, kept: np.ndarray | None, rows: np.ndarray) -> Any:
+        """The ids of a split's ``rows`` (converted to a list when asked for): the id column's values,
+        or each row's index in its file; ``None`` when the id column is not in ``table``."""
+        if self.id_column is None:
+            return rows if kept is None else kept[rows]
+        return table.column(self.id_column).take(rows) if self.id_column in table.column_names else None
 
     def _check_id_column(self, tables: dict[str, Any], columns: list[str], source: str) -> None:
         """The id column must be in the table that serves ``test`` (and so ``predict`` without a file)."""
@@ -173,7 +179,7 @@ class TableData(DataModule):
             log.warning("data.id_column %r is also a model input; leave it out with data.drop=[%s] when training",
                         name, name)
 
-    def _predict_split(self, columns: list[str]) -> dict[str, tuple[TensorDataset, list[Any]]]:
+    def _predict_split(self, columns: list[str]) -> tuple[TensorDataset, list[Any]]:
         """The ``predict`` split (dataset, row ids) from ``predict_path``, with the train split's encodings."""
         assert self.predict_path is not None
         table = read_table(self.predict_path, self.format, "predict_path")
@@ -191,7 +197,7 @@ class TableData(DataModule):
                                                        f"data.fill_missing=mean|zero")
         ids = table.column(self.id_column).to_pylist() if self.id_column is not None else list(range(table.num_rows))
         log.info("predict file %s: %d rows", source, table.num_rows)
-        return {"predict": (TensorDataset(torch.from_numpy(encode_columns(table, self.columns))), ids)}
+        return TensorDataset(torch.from_numpy(encode_columns(table, self.columns))), ids
 
     def _read(self) -> tuple[dict[str, Any], str]:
         """The tables by split (``train`` alone when one file is split by fractions), and a name for messages."""
@@ -202,15 +208,17 @@ class TableData(DataModule):
                   for split in ("train", "val", "test") if (file := self.files[f"{split}_path"]) is not None}
         return tables, Path(str(self.files["train_path"])).name
 
-    def _handle_missing(self, table: Any, columns: list[str], split: str) -> Any:
+    def _handle_missing(self, table: Any, columns: list[str], split: str) -> tuple[Any, np.ndarray | None]:
+        """``(table, None)``, or with ``fill_missing=drop`` the complete rows and their indices in the file."""
         counts = missing_counts(table, [*columns, self.target])
         if not counts:
-            return table
+            return table, None
         if self.fill_missing == "drop":
-            kept = drop_missing_rows(table, [*columns, self.target])
+            complete = complete_rows(table, [*columns, self.target])
+            kept = table.filter(complete)
             log.info("data.fill_missing=drop: dropped %d of %d rows of the %s file with missing values",
                      table.num_rows - kept.num_rows, table.num_rows, split)
-            return kept
+            return kept, np.flatnonzero(np.asarray(complete.to_numpy(zero_copy_only=False)))
         if self.target in counts:
             raise ArgumentError(OWNER, "fill_missing", f"the target column {self.target!r} misses "
                                                        f"{counts[self.target]} of {table.num_rows} values: a target "
@@ -219,7 +227,7 @@ class TableData(DataModule):
             listed = ", ".join(f"{name!r} ({count} of {table.num_rows})" for name, count in counts.items())
             raise ArgumentError(OWNER, "fill_missing", f"is not set, and columns miss values: {listed}; set "
                                                        f"data.fill_missing=mean|zero|drop")
-        return table
+        return table, None
 
     def _split(self, tables: dict[str, Any]) -> dict[str, tuple[str, np.ndarray]]:
         """Each split's ``(table name, row indices)``; splits without a file are carved from the train

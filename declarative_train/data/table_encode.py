@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from declarative_train.data.table_matrix import assemble, code_type, standardize_into
 from declarative_train.data.table_read import OWNER
 from declarative_train.errors import ArgumentError
 from declarative_train.utils.text import not_one_of
@@ -52,66 +53,76 @@ class ColumnCode:
 def fit_columns(table: Any, columns: Sequence[str], *, fill_missing: str | None, standardize: bool,
                 max_categories: int) -> list[ColumnCode]:
     """Encodings of ``columns`` fitted on ``table`` (the train split's rows)."""
+    return [fit_text(name, table.column(name), None, max_categories)[0] if is_text(table.column(name).type)
+            else fit_numeric(name, float_values(table.column(name)), fill_missing=fill_missing, standardize=standardize)
+            for name in columns]
+
+
+def fit_numeric(name: str, train: np.ndarray, *, fill_missing: str | None, standardize: bool) -> ColumnCode:
+    """A numeric column's encoding from its ``train`` values (float64, NaN where missing), in the
+    train split's row order: the sums, and so the last bits of the statistics, depend on it."""
+    missing = np.isnan(train)
+    gaps = bool(missing.any())
+    present = train[~missing] if gaps else train
+    mean = float(present.mean()) if len(present) else 0.0
+    fill = mean if fill_missing == "mean" else 0.0
+    filled = np.where(missing, fill, train) if gaps else train
+    std = float(filled.std(ddof=1)) if len(filled) > 1 else 0.0
+    if not standardize:
+        return ColumnCode(name, fill=fill)
+    # constant columns keep a unit scale, as sklearn's StandardScaler does
+    return ColumnCode(name, fill=fill, mean=float(filled.mean()) if gaps else mean, std=std if std > 1e-6 else 1.0)
+
+
+def fit_text(name: str, column: Any, train_rows: np.ndarray | None, max_categories: int) -> tuple[ColumnCode, np.ndarray]:
+    """A text column's encoding (the sorted categories of its ``train_rows``, or of every row when
+    ``None``) and the column's category index per row (-1: missing, or not a train category)."""
     import pyarrow.compute as pc
 
-    codes = []
-    for name in columns:
-        column = table.column(name)
-        if is_text(column.type):
-            values = pc.unique(pc.cast(column, "string")).drop_null().to_pylist()
-            if len(values) > max_categories:
-                raise ArgumentError(OWNER, "max_categories", f"is {max_categories}, text column {name!r} has "
-                                                             f"{len(values)} categories in the train split: leave "
-                                                             f"it out (data.drop=[{name}]) or raise data.max_categories")
-            codes.append(ColumnCode(name, categories=tuple(sorted(values))))
-            continue
-        values = _floats(column)
-        present = values[~np.isnan(values)]
-        mean = float(present.mean()) if len(present) else 0.0
-        fill = mean if fill_missing == "mean" else 0.0
-        filled = np.where(np.isnan(values), fill, values)
-        std = float(filled.std(ddof=1)) if len(filled) > 1 else 0.0
-        if standardize:  # constant columns keep a unit scale, as sklearn's StandardScaler does
-            codes.append(ColumnCode(name, fill=fill, mean=float(filled.mean()), std=std if std > 1e-6 else 1.0))
-        else:
-            codes.append(ColumnCode(name, fill=fill))
-    return codes
+    column = pc.cast(column, "string")
+    distinct = pc.unique(column)  # may hold null; index_in then matches nulls to it
+    values = distinct.to_pylist()
+    index = _numpy(pc.index_in(column, value_set=distinct))
+    seen = np.zeros(len(values), dtype=bool)
+    seen[index if train_rows is None else index.take(train_rows)] = True
+    categories = sorted(v for v, s in zip(values, seen) if s and v is not None)
+    if len(categories) > max_categories:
+        raise ArgumentError(OWNER, "max_categories", f"is {max_categories}, text column {name!r} has "
+                                                     f"{len(categories)} categories in the train split: leave "
+                                                     f"it out (data.drop=[{name}]) or raise data.max_categories")
+    position = {value: i for i, value in enumerate(categories)}
+    lookup = np.array([position.get(v, -1) if v is not None else -1 for v in values], dtype=code_type(max_categories))
+    return ColumnCode(name, categories=tuple(categories)), lookup.take(index)
 
 
-#: Rows encoded at a time (a block of a few hundred features stays within the CPU's caches).
-_ENCODE_BLOCK_ROWS = 4096
+def category_codes(column: Any, code: ColumnCode) -> np.ndarray:
+    """The index of each row's value among ``code.categories`` (-1: missing, or not a category)."""
+    import pyarrow.compute as pc
+
+    assert code.categories is not None
+    index = pc.index_in(pc.cast(column, "string"), value_set=_string_array(code.categories))
+    return _numpy(pc.fill_null(index, -1)).astype(code_type(len(code.categories)))
 
 
 def encode_columns(table: Any, codes: Sequence[ColumnCode]) -> np.ndarray:
     """``table``'s feature columns as one float32 matrix (rows, sum of the codes' widths)."""
-    import pyarrow.compute as pc
+    numeric = [code for code in codes if code.categories is None]
+    numbers = np.empty((len(numeric), table.num_rows), dtype=np.float32)
+    for row, code in zip(numbers, numeric):
+        standardize_into(float_values(table.column(code.name)), code.mean, code.std, code.fill, row)
+    text = [code for code in codes if code.categories is not None]
+    indices = [category_codes(table.column(code.name), code) for code in text]
+    width, number_columns, code_offsets = layout(codes)
+    return assemble(table.num_rows, width, numbers, number_columns,
+                    np.stack(indices) if indices else np.empty((0, table.num_rows), np.int8), code_offsets)
 
-    sources = []  # per code: its float64 values, or its category index per row (-1: none)
-    for code in codes:
-        column = table.column(code.name)
-        if code.categories is None:
-            sources.append(_floats(column))  # may be a read-only view of the Arrow buffer
-        else:
-            index = pc.index_in(pc.cast(column, "string"), value_set=_string_array(code.categories))
-            sources.append(pc.fill_null(index, -1).to_numpy(zero_copy_only=False))
-    out = np.zeros((table.num_rows, sum(code.width for code in codes)), dtype=np.float32)
-    # Filled in blocks of rows that fit in the CPU cache: writing whole columns of a large row-major
-    # matrix (or transposing a feature-major one) took several times longer.
-    for first in range(0, table.num_rows, _ENCODE_BLOCK_ROWS):
-        block = out[first:first + _ENCODE_BLOCK_ROWS]
-        offset = 0
-        for code, source in zip(codes, sources):
-            part = source[first:first + _ENCODE_BLOCK_ROWS]
-            if code.categories is None:
-                missing = np.isnan(part)
-                if missing.any():
-                    part = np.where(missing, code.fill, part)
-                block[:, offset] = (part - code.mean) / code.std
-            else:
-                rows = np.nonzero(part >= 0)[0]
-                block[rows, offset + part[rows]] = 1.0  # unseen or missing: all zeros
-            offset += code.width
-    return out
+
+def layout(codes: Sequence[ColumnCode]) -> tuple[int, list[int], list[int]]:
+    """``(width, output column of each numeric code, first output column of each text code)``."""
+    offsets = np.cumsum([0] + [code.width for code in codes]).tolist()
+    return (offsets[-1], [o for o, c in zip(offsets, codes) if c.categories is None],
+            [o for o, c in zip(offsets, codes) if c.categories is not None])
+
 
 def check_encodable(table: Any, codes: Sequence[ColumnCode], argument: str, source: str) -> None:
     """Refuse text where the train split had numbers: such a column cannot take its fitted encoding.
@@ -178,7 +189,7 @@ def fit_target(columns: Sequence[Any], train: Any, name: str, task: str, *, stan
             raise ArgumentError(OWNER, "target", f"column {name!r} of {source} holds a single class "
                                                  f"({values[0] if values else 'none'!r}): nothing to classify")
         return TargetCode(name, chosen, reason, class_values=tuple(values))
-    scale = _floats(train)
+    scale = float_values(train)
     mean, std = float(scale.mean()), float(scale.std(ddof=1)) if len(scale) > 1 else 1.0
     if not standardize:
         mean, std = 0.0, 1.0
@@ -191,10 +202,10 @@ def encode_target(column: Any, code: TargetCode) -> np.ndarray:
     import pyarrow.compute as pc
 
     if code.class_values is None:
-        return ((_floats(column) - code.mean) / code.std).astype(np.float32)
+        return ((float_values(column) - code.mean) / code.std).astype(np.float32)
     classes = _as_classes(column)
     index = pc.index_in(classes, value_set=pa.array(list(code.class_values), type=classes.type))
-    return pc.fill_null(index, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return _numpy(pc.fill_null(index, -1)).astype(np.int64)
 
 
 def _as_classes(column: Any) -> Any:
@@ -211,12 +222,20 @@ def _numeric(kind: Any) -> bool:
                 or pat.is_null(kind))
 
 
-def _floats(column: Any) -> np.ndarray:
+def float_values(column: Any) -> np.ndarray:
     """A numeric column as float64 with NaN where values are missing."""
     import pyarrow.compute as pc
 
-    values = pc.cast(column, "float64")
-    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(_numpy(pc.cast(column, "float64")), dtype=np.float64)
+
+
+def _numpy(values: Any) -> np.ndarray:
+    """An Arrow array or chunked array as one numpy array (nulls as NaN in floats), a view when it can
+    be. A chunked array is combined first: its own ``to_numpy`` goes through pandas' conversion and
+    took several times longer on a CSV column of a few hundred chunks."""
+    if hasattr(values, "combine_chunks"):
+        values = values.combine_chunks()
+    return np.asarray(values.to_numpy(zero_copy_only=False))
 
 
 def _string_array(values: Sequence[str]) -> Any:

@@ -62,19 +62,37 @@ def read_table(path: str | Path, format: str | None = None, argument: str = "pat
     pa = pyarrow_module()
     try:
         if kind in ("csv", "tsv"):
-            import pyarrow.csv as pa_csv
-
-            parse = pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
-            return pa_csv.read_csv(file, parse_options=parse)
+            return _read_csv(pa, file, "\t" if kind == "tsv" else ",")
         if kind == "parquet":
             import pyarrow.parquet as pq
 
-            return pq.read_table(file)
+            # Without pre-buffering, the compressed column chunks are not all held in memory at once
+            # (the reader's peak drops by about the file's size); ParquetFile skips pyarrow.dataset.
+            with pq.ParquetFile(file, pre_buffer=False) as parquet:
+                return parquet.read()
         import pyarrow.json as pa_json
 
         return pa_json.read_json(file)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise ArgumentError(OWNER, argument, f"cannot read {str(file)!r} as {kind}: {exc}") from None
+
+
+def _read_csv(pa: Any, file: Path, delimiter: str) -> Any:
+    """A CSV file read block by block, as ``pyarrow.csv.read_csv`` would read it.
+
+    The streaming reader holds about the table (``read_csv`` peaks at three times its size) but
+    infers the column types from the first block (1 MB) only; a later value the type cannot hold
+    (a decimal in a column of integers) is an error, and then the file is read again with
+    ``read_csv``, which widens a column's type to hold every value.
+    """
+    import pyarrow.csv as pa_csv
+
+    parse = pa_csv.ParseOptions(delimiter=delimiter)
+    try:
+        with pa_csv.open_csv(file, parse_options=parse) as reader:
+            return pa.Table.from_batches(list(reader), schema=reader.schema)
+    except pa.ArrowInvalid:
+        return pa_csv.read_csv(file, parse_options=parse)
 
 
 def select_columns(table: Any, target: str, features: Sequence[str] | None, drop: Sequence[str],
@@ -140,8 +158,8 @@ def missing_counts(table: Any, columns: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def drop_missing_rows(table: Any, columns: Sequence[str]) -> Any:
-    """``table`` without the rows that miss a value in any of ``columns``."""
+def complete_rows(table: Any, columns: Sequence[str]) -> Any:
+    """A boolean Arrow array: whether each row has a value in every one of ``columns`` (``None``: no columns)."""
     import pyarrow.compute as pc
     import pyarrow.types as pat
 
@@ -152,13 +170,13 @@ def drop_missing_rows(table: Any, columns: Sequence[str]) -> Any:
         if pat.is_floating(column.type):
             ok = pc.and_kleene(ok, pc.invert(pc.fill_null(pc.is_nan(column), True)))
         keep = ok if keep is None else pc.and_kleene(keep, ok)
+    return keep
+
+
+def drop_missing_rows(table: Any, columns: Sequence[str]) -> Any:
+    """``table`` without the rows that miss a value in any of ``columns``."""
+    keep = complete_rows(table, columns)
     return table if keep is None else table.filter(keep)
-
-
-def with_row_numbers(table: Any, name: str) -> Any:
-    """``table`` with a column ``name`` holding each row's index (which survives dropped rows)."""
-    pa = pyarrow_module()
-    return table.append_column(name, pa.array(range(table.num_rows), type=pa.int64()))
 
 
 def check_predict_columns(table: Any, columns: Sequence[str], *, target: str, id_column: str | None,

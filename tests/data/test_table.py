@@ -214,3 +214,105 @@ def test_the_sklearn_table_writes_its_csv_once(tmp_path: Path) -> None:
     SklearnTable(dataset="wine", path=str(tmp_path / "wine.csv"), target="cultivar").setup()
     assert (tmp_path / "wine.csv").stat().st_mtime_ns == written
     assert len(data.datasets["train"]) + len(data.datasets["val"]) + len(data.datasets["test"]) == 178
+
+
+def mixed(rows: int, seed: int) -> dict[str, list[Any]]:
+    """Numbers with gaps, integers, booleans and text with gaps and a rare category: every kind of column."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.random(rows) < 0.05
+    return {"a": [None if gap else float(v) for gap, v in zip(gaps, rng.normal(3, 2, rows))],
+            "n": rng.integers(-50, 50, rows).tolist(), "flag": (rng.random(rows) < 0.3).tolist(),
+            "color": [None if r < 0.03 else "rare" if r > 0.9995 else ["red", "green", "blue", "teal"][int(r * 97) % 4]
+                      for r in rng.random(rows)]}
+
+
+def reference_features(columns: dict[str, list[Any]], train_rows: np.ndarray, fill: str) -> np.ndarray:
+    """The encoding written plainly: numbers standardised with the train rows' statistics (taken in
+    the split's order, missing values filled first), text one-hot over the train rows' sorted categories."""
+    encoded = []
+    for values in columns.values():
+        if any(isinstance(v, str) for v in values):
+            categories = sorted({values[i] for i in train_rows if values[i] is not None})
+            one_hot = np.zeros((len(values), len(categories)), np.float32)
+            for row, value in enumerate(values):
+                if value in categories:
+                    one_hot[row, categories.index(value)] = 1.0
+            encoded.append(one_hot)
+            continue
+        x = np.array([np.nan if v is None else float(v) for v in values])
+        train = x[train_rows]
+        fill_value = train[~np.isnan(train)].mean() if fill == "mean" else 0.0
+        train = np.where(np.isnan(train), fill_value, train)
+        std = train.std(ddof=1)
+        encoded.append(((np.where(np.isnan(x), fill_value, x) - train.mean()) / (std if std > 1e-6 else 1.0))
+                       .astype(np.float32)[:, None])
+    return np.concatenate(encoded, axis=1)
+
+
+def split_rows(rows: int, seed: int, test_fraction: float = 0.15) -> dict[str, np.ndarray]:
+    order = torch.randperm(rows, generator=torch.Generator().manual_seed(seed)).numpy()
+    n_test, n_val = int(round(rows * test_fraction)), int(round(rows * 0.15))
+    return {"train": order[n_test + n_val:], "val": order[n_test:n_test + n_val], "test": order[:n_test]}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_encoded_tensors_equal_a_plain_reference_bit_for_bit(tmp_path: Path, suffix: str) -> None:
+    rows = 10_000  # several blocks of rows
+    columns = mixed(rows, seed=1)
+    labels = [["no", "yes", "maybe"][i % 3] for i in range(rows)]
+    data = table_data(path=str(write({**columns, "label": labels}, tmp_path / f"t{suffix}")), fill_missing="mean",
+                      split_seed=3)
+    parts = split_rows(rows, seed=3)
+    if suffix == ".csv":  # pyarrow reads an empty CSV field as the text "" (a category), not as missing
+        columns["color"] = ["" if v is None else v for v in columns["color"]]
+    features = reference_features(columns, parts["train"], "mean")
+    classes = np.array([["maybe", "no", "yes"].index(v) for v in labels])
+    for split, taken in parts.items():
+        inputs, target = data.datasets[split].tensors
+        assert inputs.dtype == torch.float32 and inputs.is_contiguous() and target.dtype == torch.int64
+        assert torch.equal(inputs, torch.from_numpy(features[taken]))
+        assert torch.equal(target, torch.from_numpy(classes[taken]))
+        assert data.row_ids(split) == ("row", taken.tolist())
+
+
+def test_dropped_rows_split_files_and_a_regression_target_equal_the_reference(tmp_path: Path) -> None:
+    train_columns, test_columns = mixed(6_000, seed=2), mixed(500, seed=4)
+    test_columns["color"][:3] = ["violet", "violet", "rare"]  # a category the train file lacks: all zeros
+    rng = np.random.default_rng(5)
+    train_target, test_target = rng.normal(50, 10, 6_000).tolist(), rng.normal(50, 10, 500).tolist()
+    data = table_data(train_path=str(write({**train_columns, "label": train_target}, tmp_path / "train.parquet")),
+                      test_path=str(write({**test_columns, "label": test_target}, tmp_path / "test.parquet")),
+                      fill_missing="drop", split_seed=7)
+    kept = {name: np.array([i for i in range(len(c["a"])) if c["a"][i] is not None and c["color"][i] is not None])
+            for name, c in (("train", train_columns), ("test", test_columns))}
+    train_kept = {k: [v[i] for i in kept["train"]] for k, v in train_columns.items()}
+    test_kept = {k: [v[i] for i in kept["test"]] for k, v in test_columns.items()}
+    parts = split_rows(len(kept["train"]), seed=7, test_fraction=0.0)
+    parts["test"] = np.arange(len(kept["test"]))
+    both = {k: train_kept[k] + test_kept[k] for k in train_kept}  # the train statistics apply to the test file
+    features = reference_features(both, parts["train"], "drop")
+    target = np.array(train_target)[kept["train"]]
+    mean, std = target[parts["train"]].mean(), target[parts["train"]].std(ddof=1)
+    targets = {"train": target, "val": target, "test": np.array(test_target)[kept["test"]]}
+    offset = {"train": 0, "val": 0, "test": len(kept["train"])}
+    for split, taken in parts.items():
+        inputs, encoded_target = data.datasets[split].tensors
+        assert torch.equal(inputs, torch.from_numpy(features[offset[split] + taken]))
+        assert torch.equal(encoded_target, torch.from_numpy(((targets[split][taken] - mean) / std).astype(np.float32)))
+        assert data.row_ids(split) == ("row", kept["test" if split == "test" else "train"][taken].tolist())
+
+
+def test_a_text_column_keeps_its_codes_when_max_categories_needs_a_wider_type(tmp_path: Path) -> None:
+    train = write({"c": ["a", "b", "a", "b"] * 5, "label": [0, 1] * 10}, tmp_path / "train.csv")
+    test = write({"c": ["b", "z"], "label": [0, 1]}, tmp_path / "test.csv")
+    data = table_data(train_path=str(train), test_path=str(test), val_fraction=0.0, max_categories=1000)
+    assert data.datasets["test"].tensors[0].tolist() == [[0.0, 1.0], [0.0, 0.0]]
+
+
+def test_a_csv_whose_later_block_widens_a_column_reads_as_read_csv_does(tmp_path: Path) -> None:
+    rows = 200_000  # over one 1 MB block: the streaming reader takes 'a' for integers from the first
+    path = tmp_path / "t.csv"
+    path.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(rows)) + "0.5,1\n")
+    table = read_table(path)
+    assert table.schema.field("a").type == pa.float64() and table.equals(pa_csv.read_csv(path))
+    assert table.column("a")[rows].as_py() == 0.5
