@@ -90,6 +90,36 @@ class Regression(SupervisedTask):
         return out.squeeze(-1) if out.ndim > 1 and out.shape[-1] == 1 else out
 
 
+class LanguageModel(Task):
+    """Next-token prediction: ``(inputs[B, T], targets[B, T])`` batches of token ids, ``net(inputs)``
+    returns logits ``[B, T, vocab]``; the loss is the mean cross-entropy over all tokens.
+
+    Evaluation steps give the metrics the logits and the targets (a perplexity metric takes them
+    as they are); ``predict_step`` returns the logits (argmax over the last dimension for the most
+    likely next token).
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(inputs)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of ``logits[..., vocab]`` against ``targets[...]``."""
+        return nn.functional.cross_entropy(logits.flatten(0, -2), targets.flatten())
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        inputs, targets = batch
+        return self.loss(self(inputs), targets)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> StepOutput:
+        inputs, targets = batch
+        logits = self(inputs)
+        return StepOutput(self.loss(logits, targets), logits, targets)
+
+
 def auto_move_data(method: F) -> F:
     """Decorate a module's method so tensor arguments move to the module's device first.
 

@@ -20,6 +20,7 @@ SHAPE_KEYS = {
     "image_shape": "one sample's (C, H, W)",
     "target_width": "values per sample of a regression target",
     "task": "classification or regression",
+    "vocab_size": "token ids a language model embeds (data=text)",
 }
 
 

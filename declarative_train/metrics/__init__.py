@@ -45,6 +45,7 @@ from declarative_train.metrics.regression import (
 )
 from declarative_train.metrics.sklearn_bridge import SklearnMetric
 from declarative_train.metrics.sync import COUNTER as COLLECTIVE_COUNTER
+from declarative_train.metrics.text import Perplexity
 
 __all__ = [
     "AUROC",
@@ -72,6 +73,7 @@ __all__ = [
     "NumpyMetric",
     "PeakSignalNoiseRatio",
     "PearsonCorrCoef",
+    "Perplexity",
     "Precision",
     "PrecisionRecallCurve",
     "R2Score",

@@ -32,7 +32,12 @@ PARTNERS = {("model", "mlp_regressor"): ["data=diabetes", "metrics=regression",
             # data=image_folder needs a folder: the preset draws one into the run folder.
             ("data", "image_folder"): ["experiment=shapes_folder"],
             # data=hf needs a saved dataset: the preset saves sklearn's digits into the run folder.
-            ("data", "hf"): ["experiment=hf_digits"]}
+            ("data", "hf"): ["experiment=hf_digits"],
+            # data=text needs a file, model=gpt and metrics=language_model a language model's data:
+            # the preset writes Python's own sources into the run folder.
+            ("data", "text"): ["experiment=gpt_text"],
+            ("model", "gpt"): ["experiment=gpt_text"],
+            ("metrics", "language_model"): ["experiment=gpt_text"]}
 #: Choices that need the [vision] extra: without torchvision they must say how to install it.
 VISION = {("data", "image_folder"), ("model", "torchvision"), ("model", "timm"), ("experiment", "shapes_folder")}
 

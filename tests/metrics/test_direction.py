@@ -25,6 +25,7 @@ LOWER_IS_BETTER = {
     "MeanAbsolutePercentageError",
     "MeanSquaredError",
     "MeanSquaredLogError",
+    "Perplexity",
     "RootMeanSquaredError",
 }
 

@@ -52,6 +52,7 @@ from declarative_train.metrics.functional.stat_scores import (
     specificity,
     stat_scores,
 )
+from declarative_train.metrics.functional.text import perplexity
 
 __all__ = [
     "AreaOptions",
@@ -78,6 +79,7 @@ __all__ = [
     "mean_squared_log_error",
     "peak_signal_noise_ratio",
     "pearson_corrcoef",
+    "perplexity",
     "precision",
     "precision_recall_curve",
     "r2_score",
