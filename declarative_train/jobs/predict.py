@@ -6,8 +6,12 @@ without gradients over the split in order; the file holds one row per input row:
 prediction and, for classifiers, one ``prob_<class>`` column per class. It is written under a
 temporary name and renamed, so a failed command leaves no partial file.
 
-Predictions run in one process, as ``dtrain-eval`` does: ``accelerator.devices`` > 1 is not split
-across processes (the first device is used), so rows need no gathering and keep their order.
+The launching process checks the command and takes the checkpoint's config
+(:func:`check_predict_command`); :func:`predict_job` then runs in that process, or on every rank
+of a multi-process launch (``strategy=ddp``: the launch layer starts the workers). Each rank
+predicts its shard of the split (the distribution's non-repeating, ordered sampler), rank 0
+gathers every rank's rows with their positions in the split (:func:`gather_rows`), puts them back
+in order (:func:`merge_shards`) and writes the file once.
 """
 
 from __future__ import annotations
@@ -17,16 +21,18 @@ import io
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
 from declarative_train import checkpoint
 from declarative_train.build import build, seed_everything
-from declarative_train.distributed.plan import make_plan
-from declarative_train.engine.executor import unwrapped
+from declarative_train.distributed import Distribution
+from declarative_train.engine.executor import Executor, unwrapped
 from declarative_train.engine.training_state import LABELS
 from declarative_train.errors import ConfigError, ConfigIssue, RunFailed
 from declarative_train.jobs.evaluate import checkpoint_command_config
@@ -51,18 +57,26 @@ class IdentifiesRows(Protocol):
         ...
 
 
-def predict_job(cfg: DictConfig) -> dict[str, Any]:
-    """Check the command, build the task from the checkpoint, predict, write the file; describe it.
+def check_predict_command(cfg: DictConfig) -> dict[str, Any]:
+    """In the launching process: check the command and the output, take the checkpoint's config into ``cfg``.
 
-    Raises :class:`~declarative_train.errors.ConfigError` for a bad command line, an output that
-    cannot be written, a refused stored config or data that does not fit the model (exit 2), and
-    :class:`~declarative_train.errors.CheckpointError` for an unusable checkpoint.
+    Returns the checkpoint read. Raises :class:`~declarative_train.errors.ConfigError` for a bad
+    command line, an output that cannot be written, a refused stored config or data that does not
+    fit the model (exit 2), and :class:`~declarative_train.errors.CheckpointError` for an unusable
+    checkpoint.
     """
-    path = _check_command(cfg)
-    saved = checkpoint_command_config(cfg, "dtrain-predict")
-    plan = make_plan(cfg.accelerator)
-    if plan.world_size > 1:
-        log.info("dtrain-predict runs in one process: %d devices asked for, the first one is used", plan.world_size)
+    _check_command(cfg)
+    return checkpoint_command_config(cfg, "dtrain-predict")
+
+
+def predict_job(cfg: DictConfig, saved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the task with the checkpoint's weights, predict this rank's rows; rank 0 writes the file.
+
+    ``cfg`` has been through :func:`check_predict_command`; ``saved`` is the checkpoint it read (a
+    worker reads it again). Returns what was written (on other ranks: the rows they predicted).
+    """
+    path = output_path(cfg)
+    saved = checkpoint.read(cfg.ckpt_path) if saved is None else saved
     seed_everything(cfg.seed)
     executor = build(cfg).executor()
     executor.setup()
@@ -70,15 +84,102 @@ def predict_job(cfg: DictConfig) -> dict[str, Any]:
     if not data.has_split(cfg.split):
         raise ConfigError([ConfigIssue("split", f"{type(data).__name__} has no {cfg.split!r} split"
                                                 + (" (nor a test split)" if cfg.split == "predict" else ""))])
+    split, served = _split_in_order(data, cfg.split)
     task = unwrapped(executor.task)
     checkpoint.restore({"state_dict": checkpoint.ModuleState(task)}, saved, cfg.ckpt_path, LABELS)
-    outputs = torch.cat([output.detach().float().cpu() for output in executor.predict(cfg.split)])
-    columns = prediction_columns(task, data, cfg.split, outputs)
+    outputs = _stack([output.detach().float().cpu() for output in executor.predict(served)])  # a shard may be empty
+    positions, size = shard_positions(executor, served, len(outputs))
+    ordered = gather_rows(executor.distribution, positions, outputs, size)
+    if ordered is None:  # rank 0 writes
+        log.info("%d rows of the %s split predicted and sent to rank 0", len(outputs), cfg.split)
+        return {"rows": len(outputs), "split": cfg.split, "rank": executor.distribution.rank}
+    columns = prediction_columns(task, data, split, ordered)
     write_predictions(path, columns)
-    rows = len(outputs)
+    rows = len(ordered)
     log.info("predictions of %s on the %s split: %d rows written to %s", cfg.ckpt_path, cfg.split, rows, path)
     print(f"wrote {rows} predictions ({cfg.split} split) to {path}")
     return {"output": str(path.resolve()), "rows": rows, "split": cfg.split, "columns": list(columns)}
+
+
+def _split_in_order(data: Any, split: str) -> tuple[str, str]:
+    """``(split whose rows are predicted, loader split that serves them in order)``.
+
+    ``predict`` without a predict dataset is the test split. The train split is served under the
+    ``predict`` name, in this job's own data module: the executor's train loader shuffles (and,
+    across ranks, pads its shards), the others keep the order and shard without repeats.
+    """
+    if split == "predict" and "predict" not in data.datasets:
+        return "test", "test"
+    if split == "train":
+        data.datasets["predict"] = data.datasets["train"]
+        return "train", "predict"
+    return split, split
+
+
+def shard_positions(executor: Executor, split: str, rows: int) -> tuple[torch.Tensor, int]:
+    """The positions in ``split`` of this rank's ``rows`` predictions, and the split's size.
+
+    One process predicts every row in order; a rank of several, the positions of the
+    distribution's evaluation sampler, which the executor's loader of the split uses.
+    """
+    if executor.distribution.world_size == 1:
+        return torch.arange(rows), rows
+    dataset = executor.data.datasets[split]
+    sampler = executor.distribution.sampler(dataset, shuffle=False, seed=executor.seed)
+    positions = list(sampler) if sampler is not None else range(len(dataset))
+    return torch.as_tensor(positions, dtype=torch.long), len(dataset)
+
+
+def gather_rows(distribution: Distribution, positions: torch.Tensor, outputs: torch.Tensor,
+                size: int) -> torch.Tensor | None:
+    """Every rank's ``outputs`` (rows at ``positions`` of a split of ``size`` rows) on rank 0, in order.
+
+    A collective: every rank calls it. Returns the ``size`` rows on rank 0 and ``None`` elsewhere;
+    raises :class:`~declarative_train.errors.RunFailed` when the rows do not cover the split once.
+    """
+    if len(positions) != len(outputs):
+        raise RunFailed(f"rank {distribution.rank}: the model gave {len(outputs)} predictions "
+                        f"for {len(positions)} rows of its shard")
+    if distribution.world_size == 1:
+        return merge_shards([(positions, outputs)], size)
+    shards: list[Any] | None = [None] * distribution.world_size if distribution.rank == 0 else None
+    dist.gather_object((positions, outputs), shards, dst=0)
+    return merge_shards(shards, size) if shards is not None else None
+
+
+def merge_shards(shards: Sequence[tuple[torch.Tensor, torch.Tensor]], size: int) -> torch.Tensor:
+    """The rows of ``(positions, outputs)`` shards put back in position order.
+
+    Raises :class:`~declarative_train.errors.RunFailed` unless the shards hold each of the
+    ``size`` positions exactly once.
+    """
+    positions = torch.cat([torch.as_tensor(p, dtype=torch.long).reshape(-1) for p, _ in shards])
+    outputs = _stack([o for _, o in shards])
+    if len(positions) != len(outputs):
+        raise RunFailed(f"{len(outputs)} predictions for {len(positions)} positions")
+    outside = positions[(positions < 0) | (positions >= size)]
+    if len(outside):
+        raise RunFailed(f"positions outside the split's {size} rows: {outside[:5].tolist()}")
+    counts = torch.bincount(positions, minlength=size)
+    if (counts != 1).any():
+        missing, repeated = (counts == 0).nonzero().flatten(), (counts > 1).nonzero().flatten()
+        raise RunFailed(f"the ranks' predictions do not cover the split's {size} rows once: "
+                        f"{len(missing)} missing (first {missing[:5].tolist()}), "
+                        f"{len(repeated)} repeated (first {repeated[:5].tolist()})")
+    ordered = torch.empty_like(outputs)
+    ordered[positions] = outputs
+    return ordered
+
+
+def _stack(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``parts`` concatenated along the rows, the empty ones left out (a rank may have had no rows)."""
+    rows = [part for part in parts if len(part)]
+    return torch.cat(rows) if rows else torch.empty(0)
+
+
+def output_path(cfg: DictConfig) -> Path:
+    """The file ``dtrain-predict`` writes: ``output``, else ``predictions.csv`` in the run folder."""
+    return Path(cfg.output).expanduser() if cfg.output else Path(cfg.paths.output_dir) / DEFAULT_OUTPUT
 
 
 def _check_command(cfg: DictConfig) -> Path:
@@ -88,7 +189,7 @@ def _check_command(cfg: DictConfig) -> Path:
         issues.append(ConfigIssue("ckpt_path", "missing mandatory value (dtrain-predict ckpt_path=PATH)"))
     if cfg.split not in SPLITS:
         issues.append(ConfigIssue("split", not_one_of(cfg.split, SPLITS)))
-    path = Path(cfg.output).expanduser() if cfg.output else Path(cfg.paths.output_dir) / DEFAULT_OUTPUT
+    path = output_path(cfg)
     problem = _output_problem(path)
     if problem:
         issues.append(ConfigIssue("output", problem))

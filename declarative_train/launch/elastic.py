@@ -35,15 +35,15 @@ WORKER_MODULE = "declarative_train.launch.worker"
 MONITOR_INTERVAL_S = 0.1
 
 
-def launch(cfg: DictConfig, plan: LaunchPlan) -> dict[str, Any]:
-    """Run the job on ``plan.devices`` workers per node; return rank 0's ``results.json``."""
+def launch(cfg: DictConfig, plan: LaunchPlan, job: str = "train") -> dict[str, Any]:
+    """Run ``job`` (a name in the worker's job table) on ``plan.devices`` workers per node; return rank 0's ``results.json``."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     acc = cfg.accelerator
     run_dir = Path(cfg.paths.output_dir)
-    write_resolved(cfg, run_dir)
+    write_resolved(cfg, run_dir, job)
     keepalive = None
     if plan.num_nodes > 1:
         keepalive = nodes.connect(acc.rdzv_endpoint, acc.timeout_s)
@@ -69,7 +69,7 @@ def launch(cfg: DictConfig, plan: LaunchPlan) -> dict[str, Any]:
         mark_ended(run_dir, "failed", message)
         raise RunFailed(message) from None
     except SignalException as exc:  # the agent has stopped the workers
-        stopped = workers_stopped(int(exc.sigval), run_dir)
+        stopped = workers_stopped(int(exc.sigval), run_dir, resumable=job == "train")
         mark_ended(run_dir, stopped.status, str(stopped))
         raise stopped from None
     finally:
@@ -78,10 +78,10 @@ def launch(cfg: DictConfig, plan: LaunchPlan) -> dict[str, Any]:
     return read_results(run_dir)
 
 
-def workers_stopped(signum: int, run_dir: Path) -> Interrupted:
+def workers_stopped(signum: int, run_dir: Path, resumable: bool = True) -> Interrupted:
     """The error for a signal to the launching process (SIGTERM, Ctrl-C) that stopped the workers."""
-    return Interrupted(signum, f"{signal.Signals(signum).name} received: workers stopped; continue from the "
-                               f"newest last.ckpt with resume=auto resume_dir={run_dir}")
+    resume = f"; continue from the newest last.ckpt with resume=auto resume_dir={run_dir}" if resumable else ""
+    return Interrupted(signum, f"{signal.Signals(signum).name} received: workers stopped{resume}")
 
 
 def describe_failure(exc: Any) -> str:

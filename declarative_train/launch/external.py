@@ -23,10 +23,9 @@ from omegaconf import DictConfig
 from declarative_train.distributed.env import ProcessEnv, detect, export, restart_count
 from declarative_train.distributed.group import leave_process_group
 from declarative_train.distributed.store import JOB_VAR, env_store
-from declarative_train.jobs.train import run_job
 from declarative_train.launch.logs import tag_rank
 from declarative_train.launch.resolved import write_resolved
-from declarative_train.launch.worker import run_worker
+from declarative_train.launch.worker import JOBS, run_worker
 
 log = logging.getLogger("declarative_train")
 
@@ -107,13 +106,14 @@ def follow(process: ProcessEnv) -> int:
         job += 1
 
 
-def lead_job(cfg: DictConfig, process: ProcessEnv) -> dict[str, Any]:
-    """Run one job as ``process``'s rank, publishing the run folder first when this is rank 0."""
+def lead_job(cfg: DictConfig, process: ProcessEnv, job: str = "train") -> dict[str, Any]:
+    """Run one ``job`` (``train``, ``predict``) as ``process``'s rank, publishing the run folder first when this is rank 0."""
+    run = JOBS[job].run
     if process.world_size < 2:
-        return run_job(cfg)
+        return run(cfg)
     run_dir = str(cfg.paths.output_dir)
     if _Leader.active:
-        write_resolved(cfg, run_dir)
+        write_resolved(cfg, run_dir, job)
         os.environ[JOB_VAR] = str(_Leader.jobs)
         env_store().set(_key(_Leader.jobs), os.path.abspath(run_dir))
         _Leader.jobs += 1
@@ -121,7 +121,7 @@ def lead_job(cfg: DictConfig, process: ProcessEnv) -> dict[str, Any]:
     tag_rank(process.rank)
     log.info("rank %d of %d (%s) running %s", process.rank, process.world_size, process.source, run_dir)
     try:
-        return run_job(cfg)
+        return run(cfg)
     finally:
         leave_process_group()
 
