@@ -17,6 +17,11 @@ from declarative_train.utils.text import not_one_of
 GRADIENT_CLIP_ALGORITHMS = ("norm", "value")
 
 
+def _class_names(value: Any) -> Any:
+    """A list of class names as a tuple (settings are frozen); anything else is left to the check."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
 @attrs.frozen(kw_only=True)
 class TrainerSettings:
     """Loop settings; names and meanings follow Lightning's Trainer where one exists.
@@ -55,6 +60,9 @@ class TrainerSettings:
     """Use deterministic algorithms (``torch.use_deterministic_algorithms``)."""
     compile: bool = False
     """Wrap the model in ``torch.compile``."""
+    # The default is a list so that the config mirror's default is one (the converter makes a tuple).
+    activation_checkpointing: tuple[str, ...] = attrs.field(default=[], converter=_class_names)
+    """Class names of submodules recomputed in backward instead of keeping their activations."""
 
     def __attrs_post_init__(self) -> None:
         problems = settings_problems(attrs.asdict(self))
@@ -121,6 +129,12 @@ def _clip_val(value: Any) -> str | None:
     return None
 
 
+def _class_name_list(value: Any) -> str | None:
+    if isinstance(value, (list, tuple)) and all(isinstance(name, str) and name for name in value):
+        return None
+    return f"must be a list of module class names (e.g. [Block]), got {value!r}"
+
+
 def _clip_algorithm(value: Any) -> str | None:
     return None if value in GRADIENT_CLIP_ALGORITHMS else not_one_of(value, GRADIENT_CLIP_ALGORITHMS)
 
@@ -141,4 +155,5 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "log_every_n_steps": _at_least(1),
     "deterministic": _flag,
     "compile": _flag,
+    "activation_checkpointing": _class_name_list,
 }

@@ -19,6 +19,7 @@ BAD_COMMAND_LINES = [
     (["data.batch_size=???"], "data.batch_size: missing mandatory value"),
     (["model.net._target_=os.system"], "outside the allowed packages"),
     (["trainer.limit_train_batches=2.5"], "trainer.limit_train_batches"),
+    (["trainer.activation_checkpointing=[Linaer]"], "trainer.activation_checkpointing: no submodule of Classification is a 'Linaer'. Did you mean 'Linear'?"),
     (["precision=fp8"], "'fp8' is not a choice of group 'precision'"),
 ]
 
