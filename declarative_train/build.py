@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.accelerators import Accelerator, accelerator_class, resolve_accelerator_name
 from declarative_train.accelerators.cuda import parse_cuda_devices
+from declarative_train.callbacks import EMA, StochasticWeightAveraging
 from declarative_train.callbacks.model_summary import ModelSummary, summarize
 from declarative_train.config.data_shapes import apply_shapes
 from declarative_train.config.targets import SCHEDULER_KEYS, locate
@@ -24,8 +25,15 @@ from declarative_train.data.shapes import SHAPE_KEYS, ReportsShapes
 from declarative_train.distributed import DDPDistribution, Distribution, SingleProcess
 from declarative_train.distributed.env import detect
 from declarative_train.engine import Executor, TrainerSettings
+from declarative_train.engine.activation_checkpointing import check_class_names
 from declarative_train.engine.scheduling import SchedulerSpec
-from declarative_train.errors import ArgumentError, ConfigError, ConfigIssue, MissingExtra
+from declarative_train.errors import (
+    ArgumentError,
+    ConfigError,
+    ConfigIssue,
+    MissingExtra,
+    SettingsError,
+)
 from declarative_train.precision import Precision
 from declarative_train.tasks import Task
 
@@ -92,7 +100,8 @@ def check_components(cfg: DictConfig) -> None:
 
     A constructor that rejects its arguments (``data.batch_size=-4``, ``model.net.dropout=2``)
     raises :class:`ConfigError` naming the key before any process or file exists; other failures
-    (a constructor that cannot run on the meta device) are left to the real build.
+    (a constructor that cannot run on the meta device) are left to the real build. The built model
+    also checks ``trainer.activation_checkpointing`` (class names it must have).
     """
     issues: list[ConfigIssue] = []
     with torch.device("meta"):
@@ -102,13 +111,51 @@ def check_components(cfg: DictConfig) -> None:
             nodes = ([node] if node else []) if single else list((node or {}).values())
             for child in nodes:
                 try:
-                    _make(child, cfg)
+                    component = _make(child, cfg)
+                    if section == "model":  # a trainer setting that names the model's module classes
+                        check_class_names(component, OmegaConf.select(cfg, "trainer.activation_checkpointing") or [])
+                        _check_fsdp_wrap(component, cfg)
                 except ConfigError as exc:
                     issues += exc.issues
+                except SettingsError as exc:
+                    issues.append(ConfigIssue(f"trainer.{exc.setting}", exc.message))
                 except Exception:  # noqa: S112 - not an argument problem; the real build reports it
                     continue
+    issues += _fsdp_callback_issues(cfg)
     if issues:
         raise ConfigError(issues)
+
+
+#: Callbacks that keep whole copies of the parameters, which FSDP's shards do not give them.
+FSDP_UNSUPPORTED_CALLBACKS = (EMA, StochasticWeightAveraging)
+
+
+def _fsdp_callback_issues(cfg: DictConfig) -> list[ConfigIssue]:
+    """Weight-averaging callbacks configured under ``strategy=fsdp`` (not supported there yet)."""
+    if OmegaConf.select(cfg, "accelerator.strategy") != "fsdp":
+        return []
+    issues = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        try:
+            cls = locate(str(node.get("_target_")))
+        except ImportError:
+            continue  # validation reports it
+        if isinstance(cls, type) and issubclass(cls, FSDP_UNSUPPORTED_CALLBACKS):
+            issues.append(ConfigIssue(f"callbacks.{name}", f"{cls.__name__} averages whole parameters, which "
+                                      "accelerator.strategy=fsdp shards; use ddp, or remove it"))
+    return issues
+
+
+def _check_fsdp_wrap(model: Any, cfg: DictConfig) -> None:
+    """``accelerator.fsdp.wrap`` names module classes ``model`` has (under ``strategy=fsdp``)."""
+    if OmegaConf.select(cfg, "accelerator.strategy") != "fsdp":
+        return
+    # Imported here: torch's FSDP modules load only for strategy=fsdp.
+    from declarative_train.distributed.fsdp import wrap_issue
+
+    issue = wrap_issue(model, OmegaConf.select(cfg, "accelerator.fsdp.wrap"))
+    if issue is not None:
+        raise ConfigError([issue])
 
 
 def _constructor_issue(root: Any, exc: InstantiationException) -> ConfigIssue | None:
@@ -185,9 +232,11 @@ def forget_inferred_data() -> None:
 
 
 def _shapes_unknown(cfg: DictConfig) -> bool:
-    """Whether ``cfg.data`` still waits for values from the data (its ``num_features`` is null)."""
+    """Whether ``cfg.data`` still waits for values from the data (its ``num_features`` or, for
+    text, ``vocab_size`` is null)."""
     data = cfg.get("data")
-    return isinstance(data, DictConfig) and "num_features" in data and data.num_features is None
+    return isinstance(data, DictConfig) and any(key in data and data[key] is None
+                                                for key in ("num_features", "vocab_size"))
 
 
 def build_accelerator(cfg: DictConfig) -> Accelerator:
@@ -208,11 +257,24 @@ def build_accelerator(cfg: DictConfig) -> Accelerator:
 
 
 def build_distribution(cfg: DictConfig) -> Distribution:
-    """The distribution of this process: DDP when it is one rank of several, else one process."""
+    """The distribution of this process: DDP (or FSDP under ``strategy=fsdp``) when it is one rank
+    of several, else one process (``strategy=fsdp`` with one process: a warning, nothing sharded)."""
     process = detect()
-    if process is None or process.world_size < 2:
-        return SingleProcess()
     acc = cfg.accelerator
+    if process is None or process.world_size < 2:
+        if acc.strategy == "fsdp":
+            log.warning("accelerator.strategy=fsdp with one process: training in this process, nothing sharded")
+        return SingleProcess()
+    if acc.strategy == "fsdp":
+        from declarative_train.distributed.fsdp import FSDPDistribution
+
+        fsdp = acc.fsdp
+        return FSDPDistribution(
+            process, wrap=list(fsdp.wrap) if fsdp.wrap is not None else None,
+            reshard_after_forward=fsdp.reshard_after_forward, cpu_offload=fsdp.cpu_offload,
+            replicate=fsdp.replicate, precision=cfg.precision.mode, state_dict_type=fsdp.state_dict_type,
+            backend=acc.backend, timeout_s=acc.timeout_s, seed=cfg.seed,
+        )
     return DDPDistribution(
         process, backend=acc.backend, timeout_s=acc.timeout_s,
         find_unused_parameters=acc.find_unused_parameters, sync_batchnorm=acc.sync_batchnorm,

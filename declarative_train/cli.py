@@ -1,4 +1,5 @@
-"""Entry points ``dtrain``, ``dtrain-eval``, ``dtrain-predict``, ``dtrain-export``, ``dtrain-summary``.
+"""Entry points ``dtrain``, ``dtrain-eval``, ``dtrain-predict``, ``dtrain-export``, ``dtrain-summary``,
+``dtrain-consolidate``.
 
 This module alone turns errors into exit codes (:func:`exit_code`): 0 success; 2 invalid
 configuration or command line (one message, every problem with its key path, no traceback
@@ -172,12 +173,19 @@ def _eval_job(cfg: DictConfig) -> Any:
 
 
 def _predict_job(cfg: DictConfig) -> Any:
-    from declarative_train.jobs.predict import predict_job
+    from declarative_train.jobs.predict import check_predict_command
+    from declarative_train.launch.dispatch import launch_predict
 
     try:
-        return predict_job(cfg)
+        saved = check_predict_command(cfg)
+        return launch_predict(cfg, saved)  # here, or on the workers the accelerator config asks for
     except (ConfigError, CheckpointError) as exc:
         _exit_with(exc)
+    except RunFailed as exc:
+        print(f"error: {exc} (details in {cfg.paths.output_dir}/train.log)", file=sys.stderr)
+        sys.exit(exit_code(exc))
+    except Interrupted as exc:
+        _exit_with(exc, prefix="stopped: ")
 
 
 def _export_job(cfg: DictConfig) -> Any:
@@ -274,8 +282,12 @@ def eval_main() -> None:
 
 def predict_main() -> None:
     """``dtrain-predict ckpt_path=PATH [data.KEY=VALUE ...] [output=FILE]``: write a checkpoint's predictions."""
+    follower = external.follower()
+    if follower is not None:  # under torchrun/SLURM, ranks other than 0 predict what rank 0 publishes
+        sys.exit(external.follow(follower))
     sys.argv[1:] = stored_section_overrides(sys.argv[1:])
-    _main("predict", _predict_job)
+    with external.leading():
+        _main("predict", _predict_job)
 
 
 def export_main() -> None:
@@ -302,3 +314,29 @@ def summary_main(argv: list[str] | None = None) -> None:
         print(f"written: {md_path} and summary.csv", flush=True)
     except BrokenPipeError:  # piped into head or less and closed early: the files are written
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def consolidate_main(argv: list[str] | None = None) -> None:
+    """``dtrain-consolidate CKPT_DIR OUT.ckpt``: write a sharded checkpoint folder as one checkpoint file.
+
+    The file loads like any ``.ckpt`` (a model without FSDP resumes from it). Exit codes: 0
+    written, 1 a damaged or unreadable folder (the message names the file), 2 bad arguments.
+    """
+    from declarative_train.checkpoint import consolidate, is_sharded
+
+    parser = argparse.ArgumentParser(prog="dtrain-consolidate",
+                                     description=(consolidate_main.__doc__ or "").splitlines()[0])
+    parser.add_argument("ckpt_dir", help="a sharded checkpoint folder, e.g. outputs/runs/.../checkpoints/last")
+    parser.add_argument("out", help="the checkpoint file to write, e.g. model.ckpt")
+    args = parser.parse_args(argv)
+    if not is_sharded(args.ckpt_dir):
+        print(f"error: {args.ckpt_dir} is not a sharded checkpoint folder", file=sys.stderr)
+        sys.exit(EXIT_BAD_CONFIG)
+    if Path(args.out).is_dir():
+        print(f"error: {args.out} is a folder; give the path of the file to write", file=sys.stderr)
+        sys.exit(EXIT_BAD_CONFIG)
+    try:
+        consolidate(args.ckpt_dir, args.out)
+    except CheckpointError as exc:
+        _exit_with(exc)
+    print(f"written: {args.out}")

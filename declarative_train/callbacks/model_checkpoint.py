@@ -14,7 +14,14 @@ from typing import Any
 import torch
 
 from declarative_train.callbacks.base import Callback, check_mode, is_improvement, resolve_mode
-from declarative_train.checkpoint import stale_temp_files
+from declarative_train.checkpoint import (
+    CheckpointError,
+    delete_sharded,
+    is_sharded,
+    remove_tree,
+    stale_temp_files,
+    stale_temp_folders,
+)
 from declarative_train.engine import Event, TrainingContext
 from declarative_train.errors import ArgumentError
 
@@ -24,7 +31,9 @@ log = logging.getLogger(__name__)
 class ModelCheckpoint(Callback):
     """Keep the ``save_top_k`` best checkpoints by ``monitor`` (all with -1, none with 0).
 
-    Files are ``<dirpath>/epoch=E-step=S.ckpt`` (0-based epoch) and ``<dirpath>/last.ckpt``.
+    Files are ``<dirpath>/epoch=E-step=S.ckpt`` (0-based epoch) and ``<dirpath>/last.ckpt``; under a
+    distribution that saves sharded checkpoints (FSDP) each of these paths is a folder instead
+    (as Lightning's sharded checkpoints are), deleted the same way when it leaves the top k.
     Without a ``monitor`` the newest ``save_top_k`` are kept. ``best_model_path`` and
     ``best_model_score`` name the best one. The table is part of every checkpoint, so it survives
     resuming into another folder; files of another folder leave the table when they drop out of
@@ -112,6 +121,9 @@ class ModelCheckpoint(Callback):
             for leftover in stale_temp_files(self.dirpath):  # from a process killed while writing
                 log.info("ModelCheckpoint: removing %s, left by an interrupted write", leftover)
                 leftover.unlink(missing_ok=True)
+            for folder in stale_temp_folders(self.dirpath):  # sharded saves (or deletions) cut short
+                log.info("ModelCheckpoint: removing %s, left by an interrupted write", folder)
+                remove_tree(folder)
 
     def _saves_after_validation(self, context: TrainingContext) -> bool:
         return bool(self.monitor and self.monitor.startswith("val/") and context.state.num_val_batches)
@@ -192,10 +204,16 @@ class ModelCheckpoint(Callback):
             raise
 
     def _delete(self, evicted: list[str]) -> None:
-        """Delete files that left the top k (once the checkpoint replacing them is in place)."""
+        """Delete checkpoints that left the top k (once the checkpoint replacing them is in place)."""
         for path in evicted:
             if Path(path).parent.resolve() != self.dirpath.resolve() or Path(path).suffix != ".ckpt":
                 continue  # another run's file (or a name a foreign table made up): not ours to delete
+            if Path(path).is_dir():
+                try:
+                    delete_sharded(path)  # only a folder with our manifest
+                except CheckpointError as exc:
+                    log.warning("ModelCheckpoint: %s", exc)
+                continue
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
 
@@ -250,7 +268,7 @@ class ModelCheckpoint(Callback):
     def _set_table(self, state: dict[str, Any]) -> None:
         self.best_k_models = {}
         for path, score in state["best_k_models"].items():
-            if Path(path).is_file():
+            if Path(path).is_file() or is_sharded(path):
                 self.best_k_models[path] = score
             else:
                 log.warning("ModelCheckpoint: %s from the resumed run's top-k table is gone; dropped", path)

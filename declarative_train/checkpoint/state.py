@@ -129,10 +129,22 @@ def read(path: str, *, for_resume: bool = False) -> dict[str, Any]:
     """Verify and load a checkpoint file; raise :class:`CheckpointError` naming the file on failure.
 
     Tensors are mapped from the file (copy what you keep). ``for_resume`` also requires the
-    training state (optimizer, loop position, RNGs), not only the weights.
+    training state (optimizer, loop position, RNGs), not only the weights. (The package's
+    ``checkpoint.read`` also takes sharded folders: ``sharded_consolidate.read_any``.)
     """
     checkpoint = ckpt_file.read(path)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"checkpoint {path} was not written by declarative_train")
+    check_header(checkpoint, path, for_resume=for_resume)
+    return checkpoint
+
+
+def check_header(checkpoint: Mapping[str, Any], path: str, *, for_resume: bool = False) -> None:
+    """Raise :class:`CheckpointError` unless ``checkpoint`` is ours, of this format version, and complete.
+
+    Complete: the weights, and with ``for_resume`` the whole training state (``RESUME_KEYS``).
+    """
+    if checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} was not written by declarative_train")
     version = checkpoint.get("format_version")
     if version != FORMAT_VERSION:
@@ -143,7 +155,6 @@ def read(path: str, *, for_resume: bool = False) -> dict[str, Any]:
     missing = [key for key in (RESUME_KEYS if for_resume else ("state_dict",)) if key not in checkpoint]
     if missing:
         raise CheckpointError(f"checkpoint {path} cannot be resumed from: it lacks {', '.join(missing)}")
-    return checkpoint
 
 
 def restore(

@@ -13,7 +13,7 @@ can hold; the engine's checks validate it, so the command line and the Python AP
 from __future__ import annotations
 
 import typing
-from typing import Any, Optional  # noqa: UP035 - OmegaConf needs typing generics
+from typing import Any, List, Optional  # noqa: UP035 - OmegaConf needs typing generics
 
 import attrs
 from omegaconf import MISSING
@@ -21,7 +21,7 @@ from omegaconf import MISSING
 from declarative_train.engine.settings import TrainerSettings
 
 ACCELERATORS = ("auto", "cpu", "gpu", "tpu")
-STRATEGIES = ("auto", "single", "ddp", "ddp_spawn", "xla")
+STRATEGIES = ("auto", "single", "ddp", "ddp_spawn", "fsdp", "xla")
 #: Spellings of an objective's direction (Optuna's and the callbacks') -> ``max``/``min``.
 DIRECTIONS = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
 
@@ -29,9 +29,9 @@ DIRECTIONS = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
 def omegaconf_mirror(settings: type, name: str) -> type:
     """An attrs class with the fields of ``settings`` typed for OmegaConf (unions become ``Any``).
 
-    OmegaConf 2.3 holds ``int``, ``float``, ``bool``, ``str`` and ``Optional`` of one of them, not
-    ``int | float``; the mirror keeps each field's name and default, so overrides are checked
-    against the engine's own field list.
+    OmegaConf 2.3 holds ``int``, ``float``, ``bool``, ``str``, ``Optional`` of one of them and
+    ``List`` (for ``tuple[str, ...]``), not ``int | float``; the mirror keeps each field's name
+    and default, so overrides are checked against the engine's own field list.
     """
     hints = typing.get_type_hints(settings)
 
@@ -39,6 +39,8 @@ def omegaconf_mirror(settings: type, name: str) -> type:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if not args:
             return hint
+        if typing.get_origin(hint) is tuple and args[1:] == [Ellipsis]:
+            return List[args[0]]  # type: ignore[valid-type]  # noqa: UP006 - OmegaConf reads typing.List
         if len(args) == 1 and type(None) in typing.get_args(hint):
             return Optional[args[0]]  # noqa: UP045 - OmegaConf reads typing.Optional
         return Any
@@ -52,6 +54,23 @@ TrainerConfig: Any = omegaconf_mirror(TrainerSettings, "TrainerConfig")
 
 
 @attrs.define(kw_only=True)
+class FSDPConfig:
+    """``accelerator.strategy=fsdp``: how FSDP2 (``fully_shard``) shards the task."""
+
+    wrap: Optional[List[str]] = None  # noqa: UP006, UP045 - OmegaConf reads typing generics
+    """Class names of the submodules sharded as units (``None``: the repeated blocks, see ``distributed/fsdp.py``)."""
+    reshard_after_forward: bool = True
+    """Free the gathered parameters after forward (gather again in backward): less memory, more traffic."""
+    cpu_offload: bool = False
+    """Keep the sharded parameters, gradients and optimizer state in CPU memory (``CPUOffloadPolicy``)."""
+    replicate: int = 1
+    """HSDP: replicate over this many groups, shard within each (a 2-D mesh); must divide the world size."""
+    state_dict_type: str = "sharded"
+    """Checkpoints: ``sharded`` folders, each rank writing its shards (DCP); ``full``: single files of the
+    gathered state, written by rank 0 (Lightning's FSDP ``state_dict_type``; its default is ``full``)."""
+
+
+@attrs.define(kw_only=True)
 class AcceleratorConfig:
     """Where and on how many processes the job runs."""
 
@@ -62,7 +81,7 @@ class AcceleratorConfig:
     num_nodes: int = 1
     """Number of machines."""
     strategy: str = "auto"
-    """``auto``, ``single``, ``ddp``, ``ddp_spawn`` or ``xla``."""
+    """``auto``, ``single``, ``ddp``, ``ddp_spawn``, ``fsdp`` or ``xla``."""
     backend: str | None = None
     """torch.distributed backend (``None``: gloo on CPU, nccl on CUDA)."""
     timeout_s: int = 600
@@ -77,6 +96,8 @@ class AcceleratorConfig:
     """Elastic restarts of the worker group after a failure."""
     float32_matmul_precision: str | None = None
     """``highest``, ``high`` (TF32) or ``medium`` for ``torch.set_float32_matmul_precision``."""
+    fsdp: FSDPConfig = FSDPConfig()
+    """Settings of ``strategy=fsdp``."""
 
 
 @attrs.define(kw_only=True)

@@ -22,7 +22,7 @@ from declarative_train.config.targets import (
     iter_target_nodes,
 )
 from declarative_train.config.tuning import auto_placeholders, tune_issues
-from declarative_train.distributed.plan import check_plan
+from declarative_train.distributed.plan import STATE_DICT_TYPES, check_plan
 from declarative_train.engine.settings import settings_problems
 from declarative_train.errors import ConfigError, ConfigIssue
 from declarative_train.precision import PRECISION_MODES
@@ -114,6 +114,7 @@ def _check_accelerator(cfg: dict[str, Any]) -> list[ConfigIssue]:
     acc = cfg["accelerator"]
     issues = _choice("accelerator.name", acc["name"], ACCELERATORS)
     issues += _choice("accelerator.strategy", acc["strategy"], STRATEGIES)
+    issues += _choice("accelerator.fsdp.state_dict_type", acc["fsdp"]["state_dict_type"], STATE_DICT_TYPES)
     devices = acc["devices"]
     ok_devices = (
         devices == "auto"

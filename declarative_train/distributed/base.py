@@ -53,6 +53,36 @@ class Distribution:
         """Rank 0's ``obj`` on every process."""
         return obj
 
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every process."""
+        return [obj]
+
+    # ---------------------------------------------------------------- checkpoint state
+    #: Whether taking the checkpoint state is a collective (every rank must take part, though only
+    #: rank 0 writes the file): true with several ranks (their RNG states are gathered; FSDP also
+    #: gathers shards).
+    gathers_state: bool = False
+    #: Whether checkpoints are sharded folders that every rank writes its part of (FSDP's
+    #: ``state_dict_type="sharded"``); the model and optimizer states are then this rank's shards.
+    shards_checkpoints: bool = False
+
+    def model_state_dict(self, model: torch.nn.Module) -> dict[str, Any]:
+        """The model's full weights, as a single-process ``model.state_dict()`` holds them."""
+        return model.state_dict()
+
+    def load_model_state_dict(self, model: torch.nn.Module, state: dict[str, Any]) -> None:
+        """Load full weights (from :meth:`model_state_dict` or any single-process run)."""
+        model.load_state_dict(state)
+
+    def optimizer_state_dict(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """The optimizer's full state in ``optimizer.state_dict()``'s layout."""
+        return optimizer.state_dict()
+
+    def load_optimizer_state_dict(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                                  state: dict[str, Any]) -> None:
+        """Load a full optimizer state in ``optimizer.state_dict()``'s layout."""
+        optimizer.load_state_dict(state)
+
 
 class SingleProcess(Distribution):
     """One process on one device."""

@@ -145,6 +145,15 @@ class DDPDistribution(Distribution):
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    #: Checkpoints hold every rank's RNG states, gathered when the state is taken.
+    gathers_state = True
+
 
 def _seed_all(seed: int) -> None:
     random.seed(seed)

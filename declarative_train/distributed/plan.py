@@ -7,6 +7,8 @@ Rules (README "Multi-process training"):
   at least: more would only compete for the same cores, which gloo makes slower, not faster).
 * ``strategy: auto`` is ``ddp`` when ``devices * num_nodes > 1`` on cpu/gpu, ``xla`` on tpu, and
   ``single`` otherwise.
+* ``strategy: fsdp`` launches like ``ddp``; with one process in all it is ``single`` (nothing to
+  shard; the job logs a warning). ``accelerator.fsdp.replicate`` must divide the process count.
 * Under an external launcher (torchrun, SLURM ``srun``) its environment decides the process count
   and ``dtrain`` starts no processes (:mod:`declarative_train.distributed.external`).
 """
@@ -21,7 +23,11 @@ import attrs
 
 from declarative_train.errors import ConfigIssue
 
-MULTI_PROCESS = ("ddp", "ddp_spawn")
+#: How FSDP checkpoints hold the model and optimizer: ``sharded`` folders (each rank its shards,
+#: through DCP) or ``full`` single files (gathered to rank 0), Lightning's FSDP ``state_dict_type`` values.
+STATE_DICT_TYPES = ("sharded", "full")
+
+MULTI_PROCESS = ("ddp", "ddp_spawn", "fsdp")
 
 
 @attrs.frozen
@@ -29,7 +35,7 @@ class LaunchPlan:
     """The processes of one job."""
 
     strategy: str
-    """``single``, ``ddp``, ``ddp_spawn`` or ``xla`` (never ``auto``)."""
+    """``single``, ``ddp``, ``ddp_spawn``, ``fsdp`` or ``xla`` (never ``auto``)."""
     devices: int
     """Processes (devices) per node."""
     num_nodes: int
@@ -81,6 +87,8 @@ def make_plan(acc: Any) -> LaunchPlan:
         strategy = "xla"
     elif strategy == "auto":
         strategy = "ddp" if devices * acc["num_nodes"] > 1 else "single"
+    elif strategy == "fsdp" and devices * acc["num_nodes"] == 1:
+        strategy = "single"  # one process: nothing to shard
     return LaunchPlan(strategy=strategy, devices=devices, num_nodes=acc["num_nodes"])
 
 
@@ -104,6 +112,7 @@ def check_plan(acc: dict[str, Any]) -> list[ConfigIssue]:
         issues.append(ConfigIssue("accelerator.strategy", f"{plan.strategy} runs on cpu or gpu, not {name} (use xla on tpu)"))
     if plan.strategy == "ddp_spawn" and plan.num_nodes > 1:
         issues.append(ConfigIssue("accelerator.strategy", "ddp_spawn starts processes on one node; use ddp for num_nodes > 1"))
+    issues += _fsdp_issues(acc, plan)
     if plan.num_nodes > 1 and _port(acc["rdzv_endpoint"]) in (None, 0):
         issues.append(ConfigIssue("accelerator.rdzv_endpoint", f"num_nodes > 1 needs a host:port every node reaches, got {acc['rdzv_endpoint']!r}"))
     if acc["backend"] not in (None, "gloo", "nccl", "mpi", "ucc"):
@@ -113,6 +122,20 @@ def check_plan(acc: dict[str, Any]) -> list[ConfigIssue]:
     for key in ("timeout_s", "max_restarts"):
         if acc[key] < (1 if key == "timeout_s" else 0):
             issues.append(ConfigIssue(f"accelerator.{key}", f"must be >= {1 if key == 'timeout_s' else 0}, got {acc[key]}"))
+    return issues
+
+
+def _fsdp_issues(acc: dict[str, Any], plan: LaunchPlan) -> list[ConfigIssue]:
+    fsdp = acc.get("fsdp") or {}
+    if acc["strategy"] != "fsdp":
+        return []
+    issues = []
+    replicate = fsdp.get("replicate", 1)
+    if replicate < 1 or plan.world_size % replicate:
+        issues.append(ConfigIssue("accelerator.fsdp.replicate", f"{replicate} does not divide the {plan.world_size} "
+                                  "processes (devices x num_nodes); HSDP needs replicate x shard = world size"))
+    if acc.get("sync_batchnorm"):
+        issues.append(ConfigIssue("accelerator.sync_batchnorm", "is a ddp setting; fsdp does not convert batch norm"))
     return issues
 
 

@@ -21,8 +21,9 @@ import attrs
 import torch
 
 from declarative_train.accelerators import Accelerator, CPUAccelerator
-from declarative_train.checkpoint import CheckpointWriter
+from declarative_train.checkpoint import CheckpointWriter, ShardedCheckpointWriter
 from declarative_train.distributed import Distribution, SingleProcess
+from declarative_train.engine.activation_checkpointing import apply_activation_checkpointing
 from declarative_train.engine.batches import check_validation_interval
 from declarative_train.engine.context import CheckpointProvider, TrainingContext
 from declarative_train.engine.evaluation import Evaluator, stage_metrics
@@ -106,7 +107,9 @@ class Executor:
         self.scheduler: Any = None
         #: Extra entries stored in every checkpoint (the run layer adds the resolved config).
         self.checkpoint_extras: dict[str, Any] = {}
-        self.checkpoint_writer = CheckpointWriter()
+        self.checkpoint_writer: CheckpointWriter | ShardedCheckpointWriter = (
+            ShardedCheckpointWriter(self.distribution.rank, self.distribution.barrier, self.distribution.broadcast_object)
+            if self.distribution.shards_checkpoints else CheckpointWriter())
         self.tested_ckpt_path: str | None = None
         self._set_up = False
 
@@ -238,7 +241,8 @@ class Executor:
     ) -> None:
         """Save the complete training state to each path (serialised once, written atomically).
 
-        The files are in place when this returns, unless ``background``: then the state is
+        Under a distribution that shards checkpoints (FSDP) each path is a folder every rank writes
+        its shards into, synchronously (``checkpoint.sharded``). Otherwise the files are in place when this returns, unless ``background``: then the state is
         captured now and written on a thread while training goes on (:meth:`flush_checkpoints`
         waits for it; fit does at its end). On rank zero, ``then`` runs once the files are in
         place, and ``on_failure`` before a failed background write's error is raised (at the
@@ -246,9 +250,14 @@ class Executor:
         """
         self.setup()
         self._loss_guard.check(self)
-        if self.distribution.is_global_zero and paths:
+        distribution = self.distribution
+        # Sharded checkpoints: every rank writes its shards. Otherwise rank zero writes, and every rank
+        # collects where taking the state is a collective (FSDP gathers shards to rank zero).
+        writes = bool(paths) and (distribution.is_global_zero or distribution.shards_checkpoints)
+        if writes or (paths and distribution.gathers_state):
             state = self.accelerator.checkpoint_state(self.training_state.collect())
-            self.checkpoint_writer.write(state, paths, background=background, then=then, on_failure=on_failure)
+            if writes:
+                self.checkpoint_writer.write(state, paths, background=background, then=then, on_failure=on_failure)
         if not background:
             self.distribution.barrier()  # other ranks may read these files next
 
@@ -272,7 +281,7 @@ class Executor:
 
     def _load_weights(self, path: str) -> None:
         self.checkpoint_writer.wait()
-        load_weights(unwrapped(self.task), path)
+        load_weights(unwrapped(self.task), path, self.distribution)
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -283,6 +292,8 @@ class Executor:
         self.distribution.setup(self.accelerator.device)
         self.data.setup()
         model = self.precision.convert_module(self.accelerator.prepare_model(self.task))
+        if self.settings.activation_checkpointing:  # before compile and the distribution's wrapping
+            apply_activation_checkpointing(model, self.settings.activation_checkpointing)
         if self.settings.compile:
             model.compile()
         self.task = model  # type: ignore[assignment]
@@ -304,6 +315,7 @@ class Executor:
             model=unwrapped(self.task), optimizer=self.optimizer, scheduler=self.scheduler,
             precision=self.precision, loop=self.state, device=self.accelerator.device,
             sampler=self.loaders.train_sampler, callbacks=self.callbacks, extras=self.checkpoint_extras,
+            distribution=self.distribution,
         )
         self._evaluator = Evaluator(self, self.loaders, stage_metrics(self.metric_definitions, self.device),
                                     prepare=self._prepare_batch, precision=self.precision,

@@ -37,7 +37,7 @@ class Optimization:
             params = [p for group in optimizer.param_groups for p in group["params"]]
             if self.clip_by_value:
                 torch.nn.utils.clip_grad_value_(params, self.clip_val)
-            else:
+            else:  # under FSDP the gradients are DTensor shards: the norm is reduced over every shard
                 torch.nn.utils.clip_grad_norm_(params, self.clip_val)
         self.precision.optimizer_step(optimizer, self.accelerator.optimizer_step)
         optimizer.zero_grad(set_to_none=True)

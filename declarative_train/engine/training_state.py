@@ -7,14 +7,16 @@ sampler, metric values, callbacks, RNGs) under the names the file format has alw
 
 from __future__ import annotations
 
+import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from declarative_train import checkpoint
 from declarative_train.checkpoint import ModuleState, OptimizerState, RNGState, Stateful, StateGroup
+from declarative_train.distributed import Distribution
 from declarative_train.engine.context import CheckpointWeights
 from declarative_train.engine.state import LoopState
 from declarative_train.errors import CheckpointError
@@ -36,27 +38,32 @@ class TrainingState:
         sampler: the resumable train sampler, if the train loader uses one.
         callbacks: callbacks by their config name.
         extras: plain values stored as they are (the run layer adds the resolved config).
+        distribution: takes and loads the model's and optimizer's full state (gathered from
+            shards under FSDP, where :meth:`collect` must then run on every rank).
     """
 
     def __init__(
         self, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, precision: Stateful,
         loop: LoopState, device: torch.device, sampler: Stateful | None, callbacks: Mapping[str, Any],
-        extras: Mapping[str, Any],
+        extras: Mapping[str, Any], distribution: Distribution | None = None,
     ) -> None:
+        distribution = distribution or Distribution()
+        self.distribution = distribution
         self.model = model
         self.optimizer = optimizer
         self.callbacks = _CallbackStates(callbacks)
         self.extras = extras
         self.parts: dict[str, Stateful | None] = {
-            "state_dict": _ModelWeights(model, [cb for cb in callbacks.values() if isinstance(cb, CheckpointWeights)]),
-            "optimizer": OptimizerState(optimizer),
+            "state_dict": _ModelWeights(model, distribution,
+                                        [cb for cb in callbacks.values() if isinstance(cb, CheckpointWeights)]),
+            "optimizer": _OptimizerState(optimizer, model, distribution),
             "scheduler": scheduler,
             "precision": precision,
             "loop": _LoopPosition(loop, device),
             "sampler": sampler,
             "metrics": _MetricValues(loop),
             "callbacks": self.callbacks,
-            "rng": RNGState(),  # last: nothing may draw random numbers after it is restored
+            "rng": _RankRNG(distribution),  # last: nothing may draw random numbers after it is restored
         }
 
     def collect(self) -> dict[str, Any]:
@@ -67,7 +74,7 @@ class TrainingState:
 
     def restore(self, path: str) -> None:
         """Restore every part from the checkpoint at ``path``; nothing changes if it does not fit."""
-        saved = checkpoint.read(path, for_resume=True)
+        saved = read_checkpoint(path, self.distribution, self.collect, for_resume=True)
         saved_class = saved.get("optimizer_class")
         if saved_class is not None and saved_class != type(self.optimizer).__name__:
             raise CheckpointError(f"checkpoint {path} does not fit the optimizer: it was saved with "
@@ -76,25 +83,115 @@ class TrainingState:
         checkpoint.restore(self.parts, saved, path, LABELS)
 
 
-def load_weights(model: torch.nn.Module, path: str) -> dict[str, Any]:
+def load_weights(model: torch.nn.Module, path: str, distribution: Distribution | None = None) -> dict[str, Any]:
     """Load only the weights of the checkpoint at ``path`` into ``model``; return the checkpoint."""
-    saved = checkpoint.read(path)
-    checkpoint.restore({"state_dict": ModuleState(model)}, saved, path, LABELS)
+    weights = _FullModuleState(model, distribution or Distribution())
+    saved = read_checkpoint(path, weights.distribution, lambda: {"state_dict": weights.state_dict()})
+    checkpoint.restore({"state_dict": weights}, saved, path, LABELS)
     return saved
 
 
-class _ModelWeights(ModuleState):
+def read_checkpoint(path: str, distribution: Distribution, template: Callable[[], dict[str, Any]], *,
+                    for_resume: bool = False) -> dict[str, Any]:
+    """The checkpoint at ``path`` as the parts load it.
+
+    A sharded folder, under a distribution that shards checkpoints, is loaded into this rank's
+    shards: into ``template()``'s tensors (resharded to this run's ranks by DCP; every rank calls
+    this). Anything else is read whole (:func:`declarative_train.checkpoint.read`: a file, or a
+    folder gathered into this process).
+    """
+    if distribution.shards_checkpoints and checkpoint.is_sharded(path):
+        # Imported here: DCP takes a second to import.
+        from declarative_train.checkpoint.sharded import load_sharded
+
+        saved = load_sharded(path, template())
+        checkpoint.check_header(saved, path, for_resume=for_resume)
+        return saved
+    return checkpoint.read(path, for_resume=for_resume)
+
+
+class _FullModuleState(ModuleState):
+    """A module's full weights, taken and loaded through the distribution (which gathers shards)."""
+
+    def __init__(self, model: torch.nn.Module, distribution: Distribution) -> None:
+        super().__init__(model)
+        self.distribution = distribution
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.distribution.model_state_dict(self.module)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.distribution.load_model_state_dict(self.module, state)
+
+
+class _ModelWeights(_FullModuleState):
     """The model's weights as checkpoints store them: chosen by weight-averaging callbacks, if any."""
 
-    def __init__(self, model: torch.nn.Module, choosers: list[CheckpointWeights]) -> None:
-        super().__init__(model)
+    def __init__(self, model: torch.nn.Module, distribution: Distribution, choosers: list[CheckpointWeights]) -> None:
+        super().__init__(model, distribution)
         self.choosers = choosers
 
     def state_dict(self) -> dict[str, Any]:
         weights = super().state_dict()
+        if not weights:  # a rank that took part in gathering but does not write
+            return weights
         for chooser in self.choosers:
             weights = chooser.checkpoint_weights(weights)
         return weights
+
+
+class _OptimizerState(OptimizerState):
+    """The optimizer's full state in ``optimizer.state_dict()``'s layout, through the distribution."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module, distribution: Distribution) -> None:
+        super().__init__(optimizer)
+        self.model, self.distribution = model, distribution
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.distribution.optimizer_state_dict(self.model, self.optimizer)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.distribution.load_optimizer_state_dict(self.model, self.optimizer, state)
+
+
+class _RankRNG:
+    """The RNG states: this process's, and with several ranks every rank's (each resumes its own streams).
+
+    The top-level states are the taking rank's (rank 0's in a file), as a single process stores
+    them; ``ranks`` lists every rank's. A run on as many ranks restores its own; on another
+    number of ranks, every rank continues the top-level streams (as before ``ranks`` existed).
+    """
+
+    def __init__(self, distribution: Distribution) -> None:
+        self.distribution = distribution
+        self.own = RNGState()
+
+    def state_dict(self) -> dict[str, Any]:
+        own = self.own.state_dict()
+        if self.distribution.world_size == 1:
+            return own
+        # A collective: every rank takes state. Sent serialised: torch 2.13's all_gather_object does not
+        # rebuild these tensors (a numpy-backed storage) on the receiving side.
+        gathered = self.distribution.all_gather_object(_serialised(own))
+        return {**own, "ranks": [torch.load(io.BytesIO(data), weights_only=True) for data in gathered]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ranks = state.get("ranks")
+        world_size = self.distribution.world_size
+        if ranks is not None and len(ranks) == world_size:
+            self.own.load_state_dict(ranks[self.distribution.rank])
+            return
+        if ranks is not None or world_size > 1:
+            log.warning("checkpoint RNG states are from %s; this run has %d: every rank continues rank 0's "
+                        "random streams (dropout masks and augmentations differ from an uninterrupted run)",
+                        f"{len(ranks)} ranks" if ranks is not None else "one rank", world_size)
+        self.own.load_state_dict({key: value for key, value in state.items() if key != "ranks"})
+
+
+def _serialised(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 class _LoopPosition:

@@ -7,12 +7,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from declarative_train.checkpoint import is_sharded
+
 log = logging.getLogger("declarative_train")
 
 
 def newest_last_checkpoint(folder: str | Path) -> Path | None:
-    """The most recently written ``last.ckpt`` anywhere under ``folder`` (``None``: there is none)."""
-    candidates = [p for p in Path(folder).rglob("last.ckpt") if p.is_file()]
+    """The most recently written ``last.ckpt`` (a file, or a sharded folder) anywhere under ``folder``
+    (``None``: there is none)."""
+    candidates = [p for p in Path(folder).rglob("last.ckpt") if p.is_file() or is_sharded(p)]
     return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 

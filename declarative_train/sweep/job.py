@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from declarative_train.checkpoint import is_sharded
 from declarative_train.errors import JobSkipped
 from declarative_train.utils.io import atomic_write_json
 
@@ -91,4 +92,4 @@ def _last_checkpoint(cfg: DictConfig) -> Path | None:
     checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
     folder = Path(checkpoint.get("dirpath") or Path(cfg.paths.output_dir) / "checkpoints")
     last = folder / "last.ckpt"
-    return last if last.is_file() else None
+    return last if last.is_file() or is_sharded(last) else None
