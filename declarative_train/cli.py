@@ -326,7 +326,7 @@ def consolidate_main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="dtrain-consolidate",
                                      description=(consolidate_main.__doc__ or "").splitlines()[0])
-    parser.add_argument("ckpt_dir", help="a sharded checkpoint folder, e.g. outputs/runs/.../checkpoints/last")
+    parser.add_argument("ckpt_dir", help="a sharded checkpoint folder, e.g. outputs/runs/.../checkpoints/last.ckpt")
     parser.add_argument("out", help="the checkpoint file to write, e.g. model.ckpt")
     args = parser.parse_args(argv)
     if not is_sharded(args.ckpt_dir):

@@ -171,13 +171,8 @@ def resume_from(distribution: Distribution, batch: int, ckpt: Path) -> dict[str,
 def run_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
     """Spawned entry: every scenario under FSDP and DDP on this rank; outputs saved to ``out_dir``."""
     from declarative_train.distributed import DDPDistribution, FSDPDistribution
-    from declarative_train.distributed.env import detect
 
-    torch.set_num_threads(1)
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    process = detect()
-    assert process is not None
+    process = ddp_scenarios.rank_process(rank, world_size, port)
     kinds: dict[str, Callable[[], Any]] = {"fsdp": partial(FSDPDistribution, process, timeout_s=60, seed=3),
              "fsdp_full": partial(FSDPDistribution, process, timeout_s=60, seed=3, state_dict_type="full"),
              "ddp": partial(DDPDistribution, process, timeout_s=60, seed=3)}

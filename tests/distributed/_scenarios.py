@@ -155,9 +155,8 @@ SCENARIOS = {"evaluate": evaluate, "sync_batchnorm": sync_batchnorm, "accumulate
              "unused_parameters": unused_parameters, "nan_on_one_rank": nan_on_one_rank, "ema": ema, "swa": swa}
 
 
-def run_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    """Spawned entry: join a gloo group as ``rank``, run every scenario, save the outputs."""
-    from declarative_train.distributed.ddp import DDPDistribution
+def rank_process(rank: int, world_size: int, port: int) -> Any:
+    """This spawned process as ``rank`` of ``world_size`` (one thread): its ``ProcessEnv``."""
     from declarative_train.distributed.env import detect
 
     torch.set_num_threads(1)
@@ -165,6 +164,14 @@ def run_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     process = detect()
     assert process is not None
+    return process
+
+
+def run_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """Spawned entry: join a gloo group as ``rank``, run every scenario, save the outputs."""
+    from declarative_train.distributed.ddp import DDPDistribution
+
+    process = rank_process(rank, world_size, port)
     outputs: dict[str, Any] = {}
     for name, scenario in SCENARIOS.items():
         os.environ["DTRAIN_JOB"] = name  # each scenario's process group under its own store prefix
