@@ -108,7 +108,7 @@ def _prepare(target: Path, rank: int, barrier: Callable[[], None],
     return folders.temp_folder(target, token)
 
 
-def load_sharded(folder: str | os.PathLike[str], state: dict[str, Any]) -> dict[str, Any]:
+def load_sharded(folder: str | os.PathLike[str], state: dict[str, Any], *, only_given: bool = False) -> dict[str, Any]:
     """Load the checkpoint ``folder`` into ``state`` in place; every rank calls this.
 
     Every file is checked against the manifest first, and every tensor of ``state`` against the
@@ -116,9 +116,10 @@ def load_sharded(folder: str | os.PathLike[str], state: dict[str, Any]) -> dict[
     the file or the keys and nothing is loaded. Then the tensors of ``state`` (DTensors or plain)
     are filled in place by DCP, resharded to however many ranks load, and every other entry of
     ``state`` is replaced by the saved one (tensors the checkpoint holds and ``state`` lacks come
-    back as full CPU tensors). Returns ``state``.
+    back as full CPU tensors; with ``only_given``, entries of the top-level parts ``state`` lacks
+    are not read and hold ``None`` in place of their tensors). Returns ``state``.
     """
-    state.update(_load(Path(folder), state, no_dist=not dist.is_initialized()))
+    state.update(_load(Path(folder), state, no_dist=not dist.is_initialized(), only_given=only_given))
     return state
 
 
@@ -130,7 +131,7 @@ def read_full(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return _load(Path(folder), {}, no_dist=True)
 
 
-def _load(folder: Path, state: Mapping[str, Any], *, no_dist: bool) -> dict[str, Any]:
+def _load(folder: Path, state: Mapping[str, Any], *, no_dist: bool, only_given: bool = False) -> dict[str, Any]:
     path = folders.resolve(folder)
     files = manifest.verify(path)["files"]
     payload = ckpt_file.read(path / STATE_FILE)
@@ -141,6 +142,8 @@ def _load(folder: Path, state: Mapping[str, Any], *, no_dist: bool) -> dict[str,
     metadata = reader.read_metadata().state_dict_metadata
     if {tensor_key(p) for p in saved_paths} != set(metadata):
         raise CheckpointError(f"sharded checkpoint {path}: {STATE_FILE} and .metadata list different tensors")
+    if only_given:  # e.g. the weights alone: the optimizer's tensors are not read
+        saved_paths = [p for p in saved_paths if p and p[0] in state]
     targets = _targets(path, state, saved_paths, metadata)
     with _reporting(path, "load"):
         dcp.load({tensor_key(p): t for p, t in targets.items()}, storage_reader=SafeReader(path, files),

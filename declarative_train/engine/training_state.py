@@ -86,25 +86,26 @@ class TrainingState:
 def load_weights(model: torch.nn.Module, path: str, distribution: Distribution | None = None) -> dict[str, Any]:
     """Load only the weights of the checkpoint at ``path`` into ``model``; return the checkpoint."""
     weights = _FullModuleState(model, distribution or Distribution())
-    saved = read_checkpoint(path, weights.distribution, lambda: {"state_dict": weights.state_dict()})
+    saved = read_checkpoint(path, weights.distribution, lambda: {"state_dict": weights.state_dict()},
+                            template_parts_only=True)
     checkpoint.restore({"state_dict": weights}, saved, path, LABELS)
     return saved
 
 
 def read_checkpoint(path: str, distribution: Distribution, template: Callable[[], dict[str, Any]], *,
-                    for_resume: bool = False) -> dict[str, Any]:
+                    for_resume: bool = False, template_parts_only: bool = False) -> dict[str, Any]:
     """The checkpoint at ``path`` as the parts load it.
 
     A sharded folder, under a distribution that shards checkpoints, is loaded into this rank's
     shards: into ``template()``'s tensors (resharded to this run's ranks by DCP; every rank calls
-    this). Anything else is read whole (:func:`declarative_train.checkpoint.read`: a file, or a
-    folder gathered into this process).
+    this; ``template_parts_only``: the parts ``template`` lacks are not read). Anything else is read whole
+    (:func:`declarative_train.checkpoint.read`: a file, or a folder gathered into this process).
     """
     if distribution.shards_checkpoints and checkpoint.is_sharded(path):
         # Imported here: DCP takes a second to import.
         from declarative_train.checkpoint.sharded import load_sharded
 
-        saved = load_sharded(path, template())
+        saved = load_sharded(path, template(), only_given=template_parts_only)
         checkpoint.check_header(saved, path, for_resume=for_resume)
         return saved
     return checkpoint.read(path, for_resume=for_resume)

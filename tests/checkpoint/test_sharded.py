@@ -99,6 +99,15 @@ def test_load_fills_the_callers_tensors_in_place_and_replaces_the_rest(saved: Pa
     assert_same(target, _state())
 
 
+def test_loading_only_the_given_parts_leaves_the_other_tensors_unread(saved: Path) -> None:
+    weights = _state(version=1)["state_dict"]
+    loaded = load_sharded(saved, {"state_dict": weights}, only_given=True)
+    assert_same(loaded["state_dict"], _state()["state_dict"])
+    assert loaded["state_dict"]["w"] is weights["w"]  # in place
+    assert loaded["optimizer"]["state"][0]["exp_avg"] is None  # not read
+    assert loaded["loop"] == _state()["loop"]  # plain values come along
+
+
 def test_saving_again_replaces_the_folder(saved: Path) -> None:
     _save(_state(version=2), saved)
     assert_same(read_full(saved), _state(version=2))
