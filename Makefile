@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,export,mlflow,tables,hf,plot]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,export,mlflow,tables,hf,plot,text]"
 	touch $(STAMP)
 
 train: install
