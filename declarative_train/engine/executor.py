@@ -242,17 +242,19 @@ class Executor:
         """Save the complete training state to each path (serialised once, written atomically).
 
         Under a distribution that shards checkpoints (FSDP) each path is a folder every rank writes
-        its shards into, synchronously (``checkpoint.sharded``). Otherwise the files are in place when this returns, unless ``background``: then the state is
-        captured now and written on a thread while training goes on (:meth:`flush_checkpoints`
-        waits for it; fit does at its end). On rank zero, ``then`` runs once the files are in
-        place, and ``on_failure`` before a failed background write's error is raised (at the
-        next save or flush). Raises instead if a training loss since the last check was not finite.
+        its shards into, synchronously (``checkpoint.sharded``). Otherwise the files are in place
+        when this returns, unless ``background``: then the state is captured now and written on a
+        thread while training goes on (:meth:`flush_checkpoints` waits for it; fit does at its end).
+        On rank zero, ``then`` runs once the files are in place, and ``on_failure`` before a failed
+        background write's error is raised (at the next save or flush). Raises instead if a
+        training loss since the last check was not finite.
         """
         self.setup()
         self._loss_guard.check(self)
         distribution = self.distribution
-        # Sharded checkpoints: every rank writes its shards. Otherwise rank zero writes, and every rank
-        # collects where taking the state is a collective (FSDP gathers shards to rank zero).
+        # Sharded checkpoints: every rank writes its shards. Otherwise rank zero writes, and with several
+        # ranks every rank collects (taking the state is a collective: RNG states, FSDP's full state).
+        # Every rank calls this at the same checkpoint points with the same paths.
         writes = bool(paths) and (distribution.is_global_zero or distribution.shards_checkpoints)
         if writes or (paths and distribution.gathers_state):
             state = self.accelerator.checkpoint_state(self.training_state.collect())

@@ -38,8 +38,9 @@ class TrainingState:
         sampler: the resumable train sampler, if the train loader uses one.
         callbacks: callbacks by their config name.
         extras: plain values stored as they are (the run layer adds the resolved config).
-        distribution: takes and loads the model's and optimizer's full state (gathered from
-            shards under FSDP, where :meth:`collect` must then run on every rank).
+        distribution: takes and loads the model's and optimizer's state (under FSDP this rank's
+            shards, or the full state gathered to rank 0) and gathers every rank's RNG states;
+            with several ranks :meth:`collect` runs on every rank.
     """
 
     def __init__(
@@ -183,10 +184,11 @@ class _RankRNG:
             self.own.load_state_dict(ranks[self.distribution.rank])
             return
         if ranks is not None or world_size > 1:
-            log.warning("checkpoint RNG states are from %s; this run has %d: every rank continues rank 0's "
-                        "random streams (dropout masks and augmentations differ from an uninterrupted run)",
+            log.warning("the checkpoint holds the RNG states of %s; this run has %d: every rank continues rank "
+                        "0's random streams (dropout masks and augmentations differ from an uninterrupted run)",
                         f"{len(ranks)} ranks" if ranks is not None else "one rank", world_size)
-        self.own.load_state_dict({key: value for key, value in state.items() if key != "ranks"})
+        # ranks[0] is rank 0's as a whole (a sharded folder's top-level tensors may be another rank's copy).
+        self.own.load_state_dict(ranks[0] if ranks else {key: value for key, value in state.items() if key != "ranks"})
 
 
 def _serialised(obj: Any) -> bytes:

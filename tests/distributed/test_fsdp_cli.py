@@ -97,6 +97,10 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(reference: Path, tmp_pat
 
 def test_eval_of_an_fsdp_checkpoint_in_one_process_reproduces_the_test_metrics(reference: Path, tmp_path: Path) -> None:
     best = results(reference)["best_model_path"]
+    # save_top_k=2 of folders saved every 7 steps and at validations: the evicted ones are deleted, no leftovers.
+    kept = sorted((reference / "checkpoints").iterdir())
+    assert len(kept) == 3 and all(p.is_dir() and (p / "manifest.json").is_file() for p in kept), kept
+    assert Path(best) in kept and reference / "checkpoints" / "last.ckpt" in kept
     proc = subprocess.run([str(Path(sys.executable).parent / "dtrain-eval"), f"ckpt_path={best}"], cwd=tmp_path,
                           env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
