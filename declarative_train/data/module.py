@@ -98,6 +98,16 @@ def _indexes_whole_batches(dataset: TensorDataset) -> bool:
     return type(dataset).__getitem__ is TensorDataset.__getitem__ and not hasattr(dataset, "__getitems__")
 
 
+def check_split_fractions(owner: str, val_fraction: float, test_fraction: float) -> None:
+    """Raise :class:`ArgumentError` (of ``owner``) unless both fractions are in [0, 1) and leave rows to train on."""
+    for argument, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= value < 1:
+            raise ArgumentError(owner, argument, f"must be in [0, 1), got {value!r}")
+    if val_fraction + test_fraction >= 1:
+        raise ArgumentError(owner, "val_fraction", f"+ test_fraction must be < 1 (nothing left to train "
+                                                  f"on), got {val_fraction} + {test_fraction}")
+
+
 def _already_collated(batch: list[torch.Tensor]) -> list[torch.Tensor]:
     return batch
 
@@ -114,13 +124,7 @@ class TensorDataModule(DataModule):
         standardize: bool = True, **loader: Any,
     ) -> None:
         super().__init__(**loader)
-        name = type(self).__name__
-        for argument, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 <= value < 1:
-                raise ArgumentError(name, argument, f"must be in [0, 1), got {value!r}")
-        if val_fraction + test_fraction >= 1:
-            raise ArgumentError(name, "val_fraction", f"+ test_fraction must be < 1 (nothing left to train "
-                                                     f"on), got {val_fraction} + {test_fraction}")
+        check_split_fractions(type(self).__name__, val_fraction, test_fraction)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed

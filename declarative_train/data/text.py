@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import TensorDataset
 
-from declarative_train.data.module import DataModule
+from declarative_train.data.module import DataModule, check_split_fractions
 from declarative_train.data.shapes import adopt_shapes
 from declarative_train.errors import ArgumentError, MissingExtra
 from declarative_train.utils.extras import try_import
@@ -50,12 +50,7 @@ class TextData(DataModule):
         super().__init__(**loader)
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ArgumentError(OWNER, "block_size", f"must be an int >= 1, got {block_size!r}")
-        for argument, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 <= value < 1:
-                raise ArgumentError(OWNER, argument, f"must be in [0, 1), got {value!r}")
-        if val_fraction + test_fraction >= 1:
-            raise ArgumentError(OWNER, "val_fraction", f"+ test_fraction must be < 1 (nothing left to train "
-                                                       f"on), got {val_fraction} + {test_fraction}")
+        check_split_fractions(OWNER, val_fraction, test_fraction)
         self.path, self.block_size, self.tokenizer = path, block_size, tokenizer
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.vocab_size = vocab_size

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
+
 from tests.conftest import cli_env
 
 #: 2 CPU workers, a few batches, no TensorBoard: the quick DDP job of these tests.
@@ -102,3 +104,21 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
 
+
+def spawn_ranks(entry: Any, world: int, out: Path, timeout: float, what: str) -> list[dict[str, Any]]:
+    """``entry(rank, world, port, out)`` in ``world`` spawned processes; each rank's ``out/rank<r>.pt``.
+
+    Fails the test (killing the ranks) if they do not finish within ``timeout`` seconds.
+    """
+    import torch
+    import torch.multiprocessing as mp
+
+    ctx = mp.start_processes(entry, args=(world, free_port(), str(out)), nprocs=world, join=False,
+                             start_method="spawn")
+    deadline = time.monotonic() + timeout
+    while not ctx.join(timeout=2):
+        if time.monotonic() > deadline:
+            for process in ctx.processes:
+                process.kill()
+            pytest.fail(f"the {what} ranks did not finish within {timeout:.0f} s")
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]

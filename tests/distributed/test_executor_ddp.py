@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-import socket
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from declarative_train.distributed import SingleProcess
 from tests.distributed import _scenarios as S
+from tests.distributed._procs import spawn_ranks
 
 pytestmark = pytest.mark.ddp
 WORLD = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    out = tmp_path_factory.mktemp("ranks")
-    ctx = mp.start_processes(S.run_rank, args=(WORLD, _free_port(), str(out)), nprocs=WORLD, join=False,
-                             start_method="spawn")
-    deadline = time.monotonic() + 180
-    while not ctx.join(timeout=2):
-        if time.monotonic() > deadline:
-            for process in ctx.processes:
-                process.kill()
-            pytest.fail("the DDP ranks did not finish within 180 s")
-    return [torch.load(Path(out) / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return spawn_ranks(S.run_rank, WORLD, tmp_path_factory.mktemp("ranks"), 180, "DDP")
 
 
 def _single(name: str) -> Any:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from declarative_train.checkpoint import read
 from declarative_train.distributed import SingleProcess
 from tests.distributed import _fsdp_scenarios as S
-from tests.distributed._procs import free_port
+from tests.distributed._procs import spawn_ranks
 from tests.distributed._scenarios import SCENARIOS as DDP_SCENARIOS
 
 pytestmark = pytest.mark.ddp
@@ -27,15 +25,7 @@ def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def ranks(out_dir: Path) -> list[dict[str, Any]]:
-    ctx = mp.start_processes(S.run_rank, args=(WORLD, free_port(), str(out_dir)), nprocs=WORLD, join=False,
-                             start_method="spawn")
-    deadline = time.monotonic() + 300
-    while not ctx.join(timeout=2):
-        if time.monotonic() > deadline:
-            for process in ctx.processes:
-                process.kill()
-            pytest.fail("the FSDP ranks did not finish within 300 s")
-    return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return spawn_ranks(S.run_rank, WORLD, out_dir, 300, "FSDP")
 
 
 def _single(scenario: Any, *args: Any) -> Any:
