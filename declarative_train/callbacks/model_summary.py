@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -42,6 +44,10 @@ class ModelTable:
     param_bytes: int
     grad_bytes: int
     optimizer_bytes: int | None = None  # None: the optimizer's state is not allocated yet
+    #: Ranks the parameters are sharded over (FSDP; 1: not sharded), and this rank's bytes of
+    #: parameters, gradients and optimizer state (the local shards).
+    sharded_over: int = 1
+    shard_bytes: tuple[int, int, int | None] | None = None
 
     def render(self) -> str:
         """The table as fixed-width text, then the totals."""
@@ -52,17 +58,15 @@ class ModelTable:
         lines = [" | ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
                  for row in [header, *cells]]
         lines.insert(1, "-" * len(max(lines, key=len)))
-        mb = 1024 * 1024
-        optimizer = ("not allocated until the first step" if self.optimizer_bytes is None
-                     else f"{self.optimizer_bytes / mb:.3f} MB")
         lines += [
             "",
             f"{_count(self.trainable_params)} trainable parameters",
             f"{_count(self.total_params - self.trainable_params)} non-trainable parameters",
             f"{_count(self.total_params)} parameters in all",
-            f"memory: parameters {self.param_bytes / mb:.3f} MB, gradients {self.grad_bytes / mb:.3f} MB, "
-            f"optimizer state {optimizer}",
+            f"memory: {_memory(self.param_bytes, self.grad_bytes, self.optimizer_bytes)}",
         ]
+        if self.sharded_over > 1 and self.shard_bytes is not None:
+            lines.append(f"sharded over {self.sharded_over} ranks, this rank holds: {_memory(*self.shard_bytes)}")
         return "\n".join(lines)
 
 
@@ -77,15 +81,41 @@ def summarize(module: nn.Module, max_depth: int = 1, optimizer: torch.optim.Opti
         rows.append(ModuleRow(name, type(child).__name__, sum(p.numel() for p in params),
                               sum(p.numel() for p in params if p.requires_grad),
                               (output_shapes or {}).get(name, "?")))
-    optimizer_bytes = None
+    states = None  # the optimizer's state tensors, once allocated
     if optimizer is not None and optimizer.state:
-        optimizer_bytes = sum(value.numel() * value.element_size() for state in optimizer.state.values()
-                              for value in state.values() if isinstance(value, torch.Tensor))
+        states = [value for state in optimizer.state.values() for value in state.values()
+                  if isinstance(value, torch.Tensor)]
     return ModelTable(
         rows=rows, total_params=sum(p.numel() for p in parameters), trainable_params=sum(p.numel() for p in trainable),
-        param_bytes=sum(p.numel() * p.element_size() for p in parameters),
-        grad_bytes=sum(p.numel() * p.element_size() for p in trainable), optimizer_bytes=optimizer_bytes,
+        param_bytes=_bytes(parameters), grad_bytes=_bytes(trainable),
+        optimizer_bytes=None if states is None else _bytes(states),
+        sharded_over=max((_shard_count(p) for p in parameters), default=1),
+        shard_bytes=(_bytes(parameters, local=True), _bytes(trainable, local=True),
+                     None if states is None else _bytes(states, local=True)),
     )
+
+
+def _bytes(tensors: Sequence[torch.Tensor], *, local: bool = False) -> int:
+    """The bytes of ``tensors``: whole, or (``local``) this rank's shards of distributed tensors."""
+    dtensor = _dtensor_class()
+    if local and dtensor is not None:
+        tensors = [t.to_local() if isinstance(t, dtensor) else t for t in tensors]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _shard_count(tensor: Any) -> int:
+    """How many ranks ``tensor`` is sharded over (FSDP's DTensors; 1 for a plain tensor or a replica)."""
+    dtensor = _dtensor_class()
+    if dtensor is None or not isinstance(tensor, dtensor):
+        return 1
+    return math.prod(tensor.device_mesh.size(dim) for dim, placement in enumerate(tensor.placements)
+                     if placement.is_shard())
+
+
+def _dtensor_class() -> Any:
+    """``DTensor`` when ``torch.distributed.tensor`` is loaded, as it is wherever a parameter is one (not
+    imported here: that takes half a second)."""
+    return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
 
 
 class ModelSummary(Callback):
@@ -93,8 +123,9 @@ class ModelSummary(Callback):
 
     The table lists the task's modules down to ``max_depth`` (1: the task's children, e.g. ``net``
     and ``loss``; 2: also their children) with their parameters, trainable parameters and output
-    shape, then the totals and the memory of parameters, gradients and the optimizer's state.
-    Output shapes are read from the first training step itself (forward hooks that remove
+    shape, then the totals and the memory of parameters, gradients and the optimizer's state
+    (of the whole model; under FSDP a line more: the ranks they are sharded over and what rank 0's
+    shards hold). Output shapes are read from the first training step itself (forward hooks that remove
     themselves), so the summary costs no extra forward pass and leaves the run's random numbers
     untouched; it comes once that step is done, when the optimizer's state exists too.
     ``output_shapes=false`` (or ``trainer.compile``) leaves them out. ``max_depth=0`` turns the
@@ -164,6 +195,12 @@ def _shape(output: Any) -> str:
     if isinstance(output, (tuple, list)):
         return "(" + ", ".join(_shape(item) for item in output) + ")"
     return type(output).__name__
+
+
+def _memory(params: int, grads: int, optimizer: int | None) -> str:
+    mb = 1024 * 1024
+    state = "not allocated until the first step" if optimizer is None else f"{optimizer / mb:.3f} MB"
+    return f"parameters {params / mb:.3f} MB, gradients {grads / mb:.3f} MB, optimizer state {state}"
 
 
 def _count(number: int) -> str:

@@ -66,6 +66,7 @@ class ImageFolderData(DataModule):
         self.num_classes, self.image_shape, self.num_features = num_classes, image_shape, num_features
         self.class_names = list(class_names) if class_names is not None else None
         self._found: dict[str, Any] = {}
+        self._eval_transform: Any = None
 
     def data_shapes(self) -> dict[str, Any]:
         """What the images say: ``num_classes``, ``class_names``, ``image_shape``, ``num_features``
@@ -88,6 +89,7 @@ class ImageFolderData(DataModule):
         train_steps = self.train_transforms if self.train_transforms is not None else image_files.default_steps(self.image_size, True)
         eval_steps = self.eval_transforms if self.eval_transforms is not None else image_files.default_steps(self.image_size, False)
         train_tf, eval_tf = image_files.pipeline(train_steps, mean, std), image_files.pipeline(eval_steps, mean, std)
+        self._eval_transform = eval_tf
         self.datasets = self._split(scan, lambda files: image_files.ImageFiles(files, scan.classes, scan.mode, None),
                                     train_tf, eval_tf)
         self._found = self._shapes(scan)
@@ -95,6 +97,14 @@ class ImageFolderData(DataModule):
         sizes = ", ".join(f"{split} {len(data)}" for split, data in self.datasets.items())  # type: ignore[arg-type]
         log.info("image folder %s: %d classes (%s), %s images, %s, read as %s", self.root, len(scan.classes),
                  ", ".join(scan.classes)[:200], sizes, "x".join(map(str, self._found["image_shape"])), scan.mode)
+
+    def evaluation_dataset(self, split: str) -> Any:
+        """The train rows under the evaluation transforms (no random crop or flip: predictions are
+        the same on every pass); the other splits as they are."""
+        if split != "train":
+            return super().evaluation_dataset(split)
+        train: Any = self.datasets["train"]  # a Subset of the files under the train transforms (_split)
+        return Subset(train.dataset.with_transform(self._eval_transform), train.indices)
 
     def _split(self, scan: FolderScan, make: Any, train_tf: Any, eval_tf: Any) -> dict[str, Any]:
         """Each split's dataset: its own folder, or carved from the train folder by fraction with a fixed seed."""

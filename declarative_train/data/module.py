@@ -60,9 +60,35 @@ class DataModule:
         generator: torch.Generator | None = None,
     ) -> DataLoader[Any]:
         """A DataLoader for ``split``; ``sampler`` replaces shuffling when given."""
+        return self._loader(self._dataset(split), shuffle=shuffle, sampler=sampler, generator=generator,
+                            drop_last=self.drop_last and split == "train")
+
+    def evaluation_dataset(self, split: str) -> Dataset[Any]:
+        """``split``'s rows as a model is evaluated on them (prediction).
+
+        Here the split's own dataset; a module whose train dataset augments (random crops, flips)
+        returns the train rows under its evaluation transforms.
+        """
+        return self._dataset(split)
+
+    def ordered_dataloader(self, split: str, *, sampler: Sampler[Any] | None = None) -> DataLoader[Any]:
+        """Every row of ``split`` once, in order, as evaluated (:meth:`evaluation_dataset`).
+
+        No shuffling and no dropped last batch, whatever the split; ``sampler`` (the ordered shard
+        of one rank among several) picks the positions.
+        """
+        return self._loader(self.evaluation_dataset(split), shuffle=False, sampler=sampler, generator=None,
+                            drop_last=False)
+
+    def _dataset(self, split: str) -> Dataset[Any]:
+        """``split``'s dataset (``predict`` without one is the test split)."""
         dataset = self.datasets.get(split) if split != "predict" else self.datasets.get("predict", self.datasets.get("test"))
         if dataset is None:
             raise ValueError(f"{type(self).__name__} has no '{split}' split")
+        return dataset
+
+    def _loader(self, dataset: Dataset[Any], *, shuffle: bool, sampler: Sampler[Any] | None,
+                generator: torch.Generator | None, drop_last: bool) -> DataLoader[Any]:
         collate: Any = None
         if self.batch_fetch and isinstance(dataset, TensorDataset) and _indexes_whole_batches(dataset):
             dataset, collate = BatchFetchingTensorDataset(*dataset.tensors), _already_collated
@@ -75,7 +101,7 @@ class DataModule:
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            drop_last=self.drop_last and split == "train",
+            drop_last=drop_last,
             generator=generator,
         )
 

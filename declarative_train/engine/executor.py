@@ -162,12 +162,18 @@ class Executor:
         return self._evaluator.run("test")
 
     def predict(self, split: str = "predict") -> list[Any]:
-        """Return ``task.predict_step`` outputs for every batch of ``split``."""
+        """Return ``task.predict_step`` outputs for every batch of ``split``, in the split's order.
+
+        Every split is served in order, each row once, as evaluated: the train split too (not
+        through the shuffling train loader; image folders apply their evaluation transforms).
+        With several ranks each rank predicts its ordered shard (positions ``rank, rank +
+        world_size, ...``).
+        """
         self.setup()
         self.task.eval()
         outputs = []
         with torch.no_grad():
-            for batch_idx, batch in enumerate(self.loaders.get(split)):
+            for batch_idx, batch in enumerate(self.loaders.in_order(split)):
                 batch = self._prepare_batch(batch)
                 with self.precision.autocast():
                     outputs.append(self.task.predict_step(batch, batch_idx))

@@ -41,6 +41,28 @@ class StageLoaders:
             self._loaders[split] = self._build(split)
         return self._loaders[split]
 
+    def in_order(self, split: str) -> Any:
+        """The (cached) loader that serves every row of ``split`` once, in the dataset's order (each
+        rank its ordered shard), as evaluated: prediction's loader.
+
+        The evaluation stages' loaders already do; the train stage's shuffles (and under DDP pads
+        its shards, and may drop its last batch), so the train split gets a loader of its own from
+        the data module's ``ordered_dataloader`` (image folders: the evaluation transforms).
+        """
+        if split != "train" and not (self.overfitting and split == "val"):
+            return self.get(split)
+        key = f"{split}, in order"
+        if key not in self._loaders:
+            ordered = getattr(self.data, "ordered_dataloader", None)
+            if ordered is None:  # a data module of one's own, not derived from DataModule
+                sampler = self.distribution.sampler(self.data.datasets[split], shuffle=False, seed=self.seed)
+                loader = self.data.dataloader(split, shuffle=False, sampler=sampler)
+            else:
+                sampler = self.distribution.sampler(self.data.evaluation_dataset(split), shuffle=False, seed=self.seed)
+                loader = ordered(split, sampler=sampler)
+            self._loaders[key] = self._finish(loader)
+        return self._loaders[key]
+
     def count(self, split: str, loader: Any) -> int:
         """Batches the stage runs out of ``loader`` (limits, fractions, ``fast_dev_run``)."""
         if loader is None:
@@ -74,5 +96,8 @@ class StageLoaders:
             # DataLoader workers, which should differ per rank (augmentations).
             loader, self.train_sampler = train_loader(self.data, sampler, shuffle=shuffle,
                                                       seed=self.seed + self.distribution.rank)
+        return self._finish(loader)
+
+    def _finish(self, loader: Any) -> Any:
         bind_to_parent(loader)
         return self.accelerator.wrap_loader(loader)

@@ -84,11 +84,11 @@ def predict_job(cfg: DictConfig, saved: dict[str, Any] | None = None) -> dict[st
     if not data.has_split(cfg.split):
         raise ConfigError([ConfigIssue("split", f"{type(data).__name__} has no {cfg.split!r} split"
                                                 + (" (nor a test split)" if cfg.split == "predict" else ""))])
-    split, served = _split_in_order(data, cfg.split)
+    split = _predicted_split(data, cfg.split)
     task = unwrapped(executor.task)
     checkpoint.restore({"state_dict": checkpoint.ModuleState(task)}, saved, cfg.ckpt_path, LABELS)
-    outputs = _stack([output.detach().float().cpu() for output in executor.predict(served)])  # a shard may be empty
-    positions, size = shard_positions(executor, served, len(outputs))
+    outputs = _stack([output.detach().float().cpu() for output in executor.predict(split)])  # a shard may be empty
+    positions, size = shard_positions(executor, split, len(outputs))
     ordered = gather_rows(executor.distribution, positions, outputs, size)
     if ordered is None:  # rank 0 writes
         log.info("%d rows of the %s split predicted and sent to rank 0", len(outputs), cfg.split)
@@ -101,19 +101,13 @@ def predict_job(cfg: DictConfig, saved: dict[str, Any] | None = None) -> dict[st
     return {"output": str(path.resolve()), "rows": rows, "split": cfg.split, "columns": list(columns)}
 
 
-def _split_in_order(data: Any, split: str) -> tuple[str, str]:
-    """``(split whose rows are predicted, loader split that serves them in order)``.
+def _predicted_split(data: Any, split: str) -> str:
+    """The split whose rows are predicted: ``predict`` without a predict dataset is the test split.
 
-    ``predict`` without a predict dataset is the test split. The train split is served under the
-    ``predict`` name, in this job's own data module: the executor's train loader shuffles (and,
-    across ranks, pads its shards), the others keep the order and shard without repeats.
+    The executor serves every split in order, each row once (the train split too, not through the
+    shuffling train loader, and under the data's evaluation transforms).
     """
-    if split == "predict" and "predict" not in data.datasets:
-        return "test", "test"
-    if split == "train":
-        data.datasets["predict"] = data.datasets["train"]
-        return "train", "predict"
-    return split, split
+    return "test" if split == "predict" and "predict" not in data.datasets else split
 
 
 def shard_positions(executor: Executor, split: str, rows: int) -> tuple[torch.Tensor, int]:

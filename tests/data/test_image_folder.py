@@ -115,6 +115,33 @@ def test_transform_lists_replace_the_default_steps(tmp_path: Path) -> None:
 
 
 @vision_test
+def test_the_train_split_is_predicted_under_the_eval_transforms_in_order(tmp_path: Path) -> None:
+    from functools import partial
+
+    from declarative_train import Classification, Executor
+    from declarative_train.models import CNN
+
+    write_shapes_folder(tmp_path, per_class=12)
+    data = ImageFolderData(root=str(tmp_path), image_size=16, batch_size=8, drop_last=True, val_fraction=0.25,
+                           test_fraction=0)
+    data.setup()
+    train = data.datasets["train"]  # 27 rows: the last 3 are dropped by training's loader
+    rows = data.evaluation_dataset("train")
+    assert len(rows) == len(train) == 27 and rows.indices == train.indices
+    images = torch.stack([rows[i][0] for i in range(len(rows))])
+    assert torch.equal(images, torch.stack([rows[i][0] for i in range(len(rows))]))  # no random crop or flip
+    assert not all(torch.equal(train[i][0], rows[i][0]) for i in range(len(rows)))  # training's are augmented
+    assert rows.dataset.transform is data.datasets["val"].dataset.transform  # the val split's pipeline
+    torch.manual_seed(0)
+    ex = Executor(task=Classification(CNN([3, 16, 16], [4], 3), torch.nn.CrossEntropyLoss()), data=data,
+                  optimizer=partial(torch.optim.SGD, lr=0.1))
+    predicted = torch.cat(ex.predict("train"))
+    ex.task.eval()
+    with torch.no_grad():
+        assert torch.allclose(predicted, ex.task(images), atol=1e-5)
+
+
+@vision_test
 def test_shapes_given_in_the_config_must_match_the_images(tmp_path: Path) -> None:
     write_shapes_folder(tmp_path, per_class=3)
     with pytest.raises(ArgumentError, match=r"num_classes is 4 in the config, but the images have 3"):

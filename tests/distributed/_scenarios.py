@@ -151,8 +151,21 @@ def swa(distribution: Distribution, batch: int) -> dict[str, Any]:
     return {"weights": _weights(ex), "test": ex.test()}
 
 
+def predict_train(distribution: Distribution, batch: int) -> dict[str, Any]:
+    """After a few steps: this rank's predictions of the train split (its ordered shard) and a forward
+    pass over all the train rows in order."""
+    torch.manual_seed(7)
+    ex = _executor(distribution, MLP(64, [32], 10), batch, max_epochs=1, limit_train_batches=3, limit_val_batches=0)
+    ex.fit()
+    predicted = torch.cat(ex.predict("train"))
+    with torch.no_grad():
+        expected = ex.task(ex.data.datasets["train"].tensors[0])
+    return {"predicted": predicted, "expected": expected}
+
+
 SCENARIOS = {"evaluate": evaluate, "sync_batchnorm": sync_batchnorm, "accumulate": accumulate,
-             "unused_parameters": unused_parameters, "nan_on_one_rank": nan_on_one_rank, "ema": ema, "swa": swa}
+             "unused_parameters": unused_parameters, "nan_on_one_rank": nan_on_one_rank, "ema": ema, "swa": swa,
+             "predict_train": predict_train}
 
 
 def rank_process(rank: int, world_size: int, port: int) -> Any:

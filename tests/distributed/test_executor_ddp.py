@@ -95,3 +95,14 @@ def test_swa_replicas_stay_identical_batch_norm_statistics_included(ranks: list[
     _assert_close({k: v for k, v in first["weights"].items() if "running" not in k and "num_batches" not in k},
                   {k: v for k, v in single["weights"].items() if "running" not in k and "num_batches" not in k})
     assert first["test"] == second["test"]
+
+
+def test_predict_of_the_train_split_gives_each_rank_its_rows_in_order(ranks: list[dict[str, Any]]) -> None:
+    single = _single("predict_train")
+    torch.testing.assert_close(single["predicted"], single["expected"], atol=1e-6, rtol=0)
+    rows = len(single["expected"])  # 1257: the shards differ by one row, none is repeated
+    for rank, out in enumerate(ranks):
+        part = out["predict_train"]
+        assert len(part["predicted"]) == len(range(rank, rows, WORLD))
+        torch.testing.assert_close(part["predicted"], part["expected"][rank::WORLD], atol=1e-6, rtol=0)
+        torch.testing.assert_close(part["expected"], single["expected"], atol=1e-5, rtol=1e-4)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from declarative_train import Event, Executor, SchedulerSpec
+from declarative_train.data import Digits
 from declarative_train.metrics import Accuracy
 
 
@@ -195,6 +196,26 @@ def test_predict_returns_outputs_per_batch(make_executor: Callable[..., Executor
     ex = make_executor(max_epochs=1)
     outputs = ex.predict()
     assert sum(len(o) for o in outputs) == 270 and outputs[0].shape[1] == 10
+
+
+@pytest.mark.parametrize("overfit", [0, 2])
+def test_predict_serves_the_train_split_in_order_every_row_once(make_executor: Callable[..., Executor],
+                                                                  overfit: int) -> None:
+    # batch 50 and drop_last: the train loader shuffles and drops the last 7 of the 1257 rows
+    ex = make_executor(max_epochs=1, limit_train_batches=3, overfit_batches=overfit,
+                       data=Digits(batch_size=50, drop_last=True))
+    ex.fit()
+    features = ex.data.datasets["train"].tensors[0]
+    assert len(features) % 50 and ex.loaders.get("train").batch_sampler.drop_last
+    predicted = torch.cat(ex.predict("train"))
+    with torch.no_grad():
+        expected = ex.task(features)  # one forward pass over the train tensors, in order
+    assert predicted.shape == expected.shape and torch.allclose(predicted, expected, atol=1e-6)
+    val = torch.cat(ex.predict("val"))  # overfitting validates on train batches; predict("val") is the val split
+    with torch.no_grad():
+        assert torch.allclose(val, ex.task(ex.data.datasets["val"].tensors[0]), atol=1e-6)
+    first = next(iter(ex.loaders.get("train")))[0]  # training still takes shuffled batches (unless overfitting)
+    assert torch.equal(first, features[:50]) == bool(overfit)
 
 
 def test_metric_inputs_are_checked_on_the_first_batch_and_checks_come_back(make_executor: Callable[..., Executor]) -> None:
