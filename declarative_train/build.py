@@ -273,6 +273,7 @@ def build_distribution(cfg: DictConfig) -> Distribution:
             process, wrap=list(fsdp.wrap) if fsdp.wrap is not None else None,
             reshard_after_forward=fsdp.reshard_after_forward, cpu_offload=fsdp.cpu_offload,
             replicate=fsdp.replicate, precision=cfg.precision.mode, state_dict_type=fsdp.state_dict_type,
+            rank0_init=fsdp.rank0_init,
             backend=acc.backend, timeout_s=acc.timeout_s, seed=cfg.seed,
         )
     return DDPDistribution(
@@ -306,7 +307,7 @@ def build(cfg: DictConfig) -> Components:
         infer_data_shapes(cfg)
     accelerator = build_accelerator(cfg)
     return Components(
-        task=_make(cfg.model, cfg),
+        task=build_task(cfg),
         data=_inferred_data.pop(_data_key(cfg), None) or _make(cfg.data, cfg),
         optimizer=_make(cfg.optimizer, cfg),
         scheduler=build_scheduler(cfg.get("scheduler")),
@@ -319,6 +320,34 @@ def build(cfg: DictConfig) -> Components:
         settings=build_settings(cfg.trainer),
         seed=cfg.seed if cfg.seed is not None else 0,
     )
+
+
+def build_task(cfg: DictConfig) -> Task:
+    """The task of ``cfg.model``; under FSDP's rank-0 init, on the meta device on every rank but 0.
+
+    With ``accelerator.fsdp.rank0_init`` (the default) only rank 0 builds the weights; the other
+    ranks build the same modules without memory and receive their shards from rank 0 once the
+    task is sharded (``FSDPDistribution.wrap_training_step``). Every rank's RNG states are put back
+    after the build, so the global streams are the same on all ranks whatever rank 0's init drew.
+    """
+    process = detect()
+    if not (_rank0_init(cfg) and process is not None and process.world_size > 1):
+        return _make(cfg.model, cfg)
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        if process.rank == 0:
+            return _make(cfg.model, cfg)
+        with torch.device("meta"):
+            return _make(cfg.model, cfg)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def _rank0_init(cfg: DictConfig) -> bool:
+    return bool(OmegaConf.select(cfg, "accelerator.strategy") == "fsdp"
+                and OmegaConf.select(cfg, "accelerator.fsdp.rank0_init", default=True))
 
 
 def _callbacks(cfg: DictConfig) -> dict[str, Any]:

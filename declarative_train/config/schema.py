@@ -68,6 +68,9 @@ class FSDPConfig:
     state_dict_type: str = "sharded"
     """Checkpoints: ``sharded`` folders, each rank writing its shards (DCP); ``full``: single files of the
     gathered state, written by rank 0 (Lightning's FSDP ``state_dict_type``; its default is ``full``)."""
+    rank0_init: bool = True
+    """Only rank 0 builds the model with its weights; the other ranks build it on the meta device (no
+    memory) and receive their shards from rank 0 after sharding. ``false``: every rank builds it whole."""
 
 
 @attrs.define(kw_only=True)

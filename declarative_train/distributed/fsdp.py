@@ -9,6 +9,7 @@ for a checkpoint (gathered from every rank into full, unsharded state dicts).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +50,7 @@ STEP_METHODS = ("training_step", "validation_step", "test_step", "predict_step")
 MIXED_PARAM_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 _GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
 _SCATTER = StateDictOptions(full_state_dict=True)
+_FROM_RANK0 = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
 
 
 class FSDPDistribution(DDPDistribution):
@@ -68,6 +70,9 @@ class FSDPDistribution(DDPDistribution):
         replicate: HSDP replica groups; must divide the world size (1: plain FSDP).
         state_dict_type: ``sharded`` (default): checkpoints are folders of every rank's shards
             (``checkpoint.sharded``); ``full``: single files of the gathered state written by rank 0.
+        rank0_init: the task was built with its weights on rank 0 only, on the meta device on the
+            other ranks (``build.build_task``): after sharding, the other ranks allocate their shards
+            and rank 0 sends every rank its part of the weights and the buffers.
         precision: the run's precision mode; ``bf16-mixed`` computes in bfloat16 and ``16-mixed``
             in float16 (with the run's GradScaler, whose inf checks FSDP2 reduces over ranks),
             both reducing gradients in float32. Other modes keep the parameters' dtype.
@@ -77,6 +82,7 @@ class FSDPDistribution(DDPDistribution):
     def __init__(
         self, process: ProcessEnv, *, wrap: Sequence[str] | None = None, reshard_after_forward: bool = True,
         cpu_offload: bool = False, replicate: int = 1, precision: str = "32", state_dict_type: str = "sharded",
+        rank0_init: bool = False,
         backend: str | None = None, timeout_s: int = 600, seed: int | None = 0,
     ) -> None:
         super().__init__(process, backend=backend, timeout_s=timeout_s, seed=seed)
@@ -92,6 +98,7 @@ class FSDPDistribution(DDPDistribution):
         self.cpu_offload = cpu_offload
         self.replicate = replicate
         self.precision = precision
+        self.rank0_init = rank0_init
         self._root: nn.Module | None = None
 
     # ---------------------------------------------------------------- model
@@ -120,9 +127,14 @@ class FSDPDistribution(DDPDistribution):
             options["mp_policy"] = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
         units = wrap_units(task, self.wrap)
         unit_classes = ", ".join(sorted({type(u).__name__ for u in units})) or "none"  # before fully_shard renames them
+        # Rank 0's whole weights, kept (not copied) until they are sent: fully_shard keeps only shards.
+        whole = task.state_dict() if self.rank0_init and self.rank == 0 else {}
         for unit in units:
             fully_shard(unit, **options)
         fully_shard(task, **options)
+        if self.rank0_init:
+            self._receive_weights(task, whole)
+            del whole
         for method in STEP_METHODS:
             if callable(getattr(task, method, None)):
                 register_fsdp_forward_method(task, method)
@@ -131,6 +143,23 @@ class FSDPDistribution(DDPDistribution):
         if self.seed is not None:
             _seed_all(self.seed + self.rank)
         return task.training_step  # type: ignore[return-value]
+
+    def _receive_weights(self, task: nn.Module, whole: dict[str, Any]) -> None:
+        """Give every rank its shards of rank 0's weights and rank 0's buffers (rank-0 init).
+
+        The ranks that built the task on the meta device allocate it first: the shards where
+        FSDP keeps them (the CPU under ``cpu_offload``), the buffers on the device.
+        """
+        if any(tensor.is_meta for tensor in itertools.chain(task.parameters(), task.buffers())):
+            task.to_empty(device=torch.device("cpu") if self.cpu_offload else self.device)
+            if self.cpu_offload:
+                for module in task.modules():
+                    for name, buffer in module.named_buffers(recurse=False):
+                        setattr(module, name, buffer.to(self.device))
+        set_model_state_dict(task, whole, options=_FROM_RANK0)
+        for buffer in task.buffers():  # those outside the state dict too (persistent=False)
+            torch.distributed.broadcast(buffer, src=0)
+        log.info("FSDP: rank 0's weights sent to every rank's shards")
 
     def no_sync(self, model_step: Any) -> contextlib.AbstractContextManager[Any]:
         """Keep micro-batch gradients unreduced until the accumulation boundary (no reduce-scatter)."""

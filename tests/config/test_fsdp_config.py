@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from declarative_train.build import build_distribution, check_components
+from declarative_train.build import (
+    build_distribution,
+    build_task,
+    check_components,
+    seed_everything,
+)
 from declarative_train.config.validate import collect_issues
 from declarative_train.distributed import FSDPDistribution, SingleProcess
 from declarative_train.distributed.env import ProcessEnv
@@ -36,7 +43,7 @@ def _two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fsdp_section_defaults_and_plan(compose_cfg: Callable[..., DictConfig]) -> None:
     cfg = compose_cfg([*FSDP, "accelerator.devices=2"])
     assert dict(cfg.accelerator.fsdp) == {"wrap": None, "reshard_after_forward": True, "cpu_offload": False,
-                                          "replicate": 1, "state_dict_type": "sharded"}
+                                          "replicate": 1, "state_dict_type": "sharded", "rank0_init": True}
     assert "fsdp" in MULTI_PROCESS
     assert make_plan(cfg.accelerator).strategy == "fsdp"
     assert _issues(cfg) == {}
@@ -103,9 +110,39 @@ def test_optimizer_state_layout_round_trips_between_names_and_ids() -> None:
     assert by_index(named, order) == plain
 
 
-def test_weight_averaging_callbacks_are_refused_under_fsdp(compose_cfg: Callable[..., DictConfig]) -> None:
-    with pytest.raises(ConfigError) as info:
-        check_components(compose_cfg([*FSDP, "accelerator.devices=2", "callbacks=[default,ema,swa]"]))
-    assert {issue.path for issue in info.value.issues} == {"callbacks.ema", "callbacks.swa"}
-    assert "EMA averages whole parameters" in str(info.value)
-    check_components(compose_cfg(["accelerator=cpu", "accelerator.devices=2", "callbacks=[default,ema,swa]"]))
+def test_weight_averaging_callbacks_are_accepted_under_fsdp(compose_cfg: Callable[..., DictConfig]) -> None:
+    # Each rank averages its shards (tests/distributed/test_fsdp_averaging.py).
+    check_components(compose_cfg([*FSDP, "accelerator.devices=2", "callbacks=[default,ema,swa]"]))
+
+
+def _as_rank(monkeypatch: pytest.MonkeyPatch, rank: int) -> None:
+    for name, value in {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": 2, "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": 1}.items():
+        monkeypatch.setenv(name, str(value))
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_rank0_init_builds_the_weights_on_rank_0_only_and_leaves_the_rngs_as_they_were(
+    compose_cfg: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch, rank: int,
+) -> None:
+    cfg = compose_cfg([*FSDP, "accelerator.devices=2"])
+    seed_everything(0)
+    single = build_task(cfg)  # outside a job: built whole, drawing from the global stream
+    assert not torch.equal(torch.rand(3), first_draws()[0])
+    _as_rank(monkeypatch, rank)
+    seed_everything(0)
+    task = build_task(cfg)
+    after = torch.rand(3), random.random(), np.random.rand()
+    assert torch.equal(after[0], first_draws()[0]) and after[1:] == first_draws()[1:]  # every rank: as before the build
+    assert {param.is_meta for param in task.parameters()} == {rank == 1}
+    if rank == 0:
+        for (name, value), (_, want) in zip(task.state_dict().items(), single.state_dict().items(), strict=True):
+            assert torch.equal(value, want), name  # the weights of a single-process build
+    every_rank = build_task(compose_cfg([*FSDP, "accelerator.devices=2", "accelerator.fsdp.rank0_init=false"]))
+    assert not any(param.is_meta for param in every_rank.parameters())
+
+
+def first_draws() -> tuple[torch.Tensor, float, float]:
+    """The first draws of torch, python and numpy after ``seed_everything(0)``."""
+    seed_everything(0)
+    return torch.rand(3), random.random(), float(np.random.rand())

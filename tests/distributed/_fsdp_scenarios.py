@@ -6,6 +6,7 @@ numbers that the tests compare across FSDP, DDP and one process with the same gl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -54,6 +55,21 @@ class ResidualMLP(nn.Module):
         return self.out(x)
 
 
+class ScaledMLP(ResidualMLP):
+    """``ResidualMLP`` with buffers: a BatchNorm's statistics and a random non-persistent scale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(32)
+        self.register_buffer("scale", 0.5 + torch.rand(32), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.inp(x)) * self.scale
+        for block in self.blocks:
+            x = block(x)
+        return self.out(x)
+
+
 class SnapshotAt:
     """Saves a checkpoint (on every rank: FSDP gathers) after optimizer step ``step``."""
 
@@ -67,9 +83,11 @@ class SnapshotAt:
         executor.save_checkpoint(str(self.path))
 
 
-def _executor(distribution: Distribution, batch: int, callbacks: list[Any] = (), **settings: Any) -> Executor:  # type: ignore[assignment]
+def _executor(distribution: Distribution, batch: int, callbacks: list[Any] = (),  # type: ignore[assignment]
+              net: Callable[[], nn.Module] = ResidualMLP, on_meta: bool = False, **settings: Any) -> Executor:
     torch.manual_seed(0)
-    task = Classification(ResidualMLP(), nn.CrossEntropyLoss())
+    with torch.device("meta") if on_meta else contextlib.nullcontext():
+        task = Classification(net(), nn.CrossEntropyLoss())
     return Executor(task=task, data=Digits(batch_size=batch), optimizer=partial(torch.optim.Adam, lr=1e-2),
                     distribution=distribution, seed=3, callbacks=callbacks, **settings)
 
@@ -103,6 +121,18 @@ def train(distribution: Distribution, batch: int, **settings: Any) -> dict[str, 
     ex.fit()
     val = ex.validate()
     return {"val_loss": val["val/loss"], "weights": full_weights(ex), "bytes": local_bytes(ex)}
+
+
+def train_rank0_init(distribution: Distribution, batch: int) -> dict[str, Any]:
+    """``train`` of ``ScaledMLP``, built on the meta device on the ranks but 0 under FSDP's rank-0 init:
+    val loss, weights, and this rank's buffers after training."""
+    on_meta = bool(getattr(distribution, "rank0_init", False)) and distribution.rank > 0
+    ex = _executor(distribution, batch, net=ScaledMLP, on_meta=on_meta, max_epochs=1, limit_train_batches=8,
+                   limit_val_batches=4)
+    ex.fit()
+    val = ex.validate()
+    buffers = {name: buffer.detach().clone() for name, buffer in ex.task.named_buffers()}
+    return {"val_loss": val["val/loss"], "weights": full_weights(ex), "buffers": buffers, "on_meta": on_meta}
 
 
 def train_bf16(distribution: Distribution, batch: int) -> dict[str, Any]:
@@ -175,22 +205,25 @@ def run_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
     process = ddp_scenarios.rank_process(rank, world_size, port)
     kinds: dict[str, Callable[[], Any]] = {"fsdp": partial(FSDPDistribution, process, timeout_s=60, seed=3),
              "fsdp_full": partial(FSDPDistribution, process, timeout_s=60, seed=3, state_dict_type="full"),
+             "fsdp_r0": partial(FSDPDistribution, process, timeout_s=60, seed=3, rank0_init=True),
              "ddp": partial(DDPDistribution, process, timeout_s=60, seed=3)}
     scenarios: dict[str, Callable[..., dict[str, Any]]] = {"train": train, "accumulate_clip": accumulate_clip,
                  "resume": partial(resume, ckpt=Path(out_dir) / "fsdp_step4.ckpt"),  # a sharded folder
                  "resume_full": partial(resume, ckpt=Path(out_dir) / "fsdp_full_step4.ckpt"),  # a single file
                  "train_recomputed": partial(train, activation_checkpointing=["Block"]), "train_bf16": train_bf16,
-                 "train_hsdp": train_hsdp,
+                 "train_hsdp": train_hsdp, "train_rank0_init": train_rank0_init,
                  # DDP's own scenarios under FSDP: metrics synced over ranks, the loss guard.
                  "evaluate": ddp_scenarios.evaluate, "nan_on_one_rank": ddp_scenarios.nan_on_one_rank}
     outputs: dict[str, Any] = {}
     for kind, make in kinds.items():
         for name, scenario in scenarios.items():
             if kind == "ddp" and name in ("resume", "resume_full", "train_recomputed", "train_hsdp", "evaluate",
-                                          "nan_on_one_rank"):
+                                          "nan_on_one_rank", "train_rank0_init"):
                 continue  # FSDP-only, or covered by DDP's own tests
             if (kind == "fsdp_full") != (name == "resume_full"):
                 continue  # full state dicts: their own resume only
+            if kind == "fsdp_r0" and name != "train_rank0_init":
+                continue  # rank-0 init: against the same model built on every rank
             os.environ["DTRAIN_JOB"] = f"{kind}-{name}"  # each scenario's process group under its own store prefix
             distribution = make()
             started = time.perf_counter()

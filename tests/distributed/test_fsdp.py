@@ -135,3 +135,21 @@ def test_hsdp_replicating_over_both_ranks_trains_like_one_process(ranks: list[di
         assert hsdp["val_loss"] == pytest.approx(single["val_loss"], rel=1e-5)
         assert hsdp["bytes"] == rank["ddp/train"]["bytes"]  # shard groups of one rank: nothing sharded
     _assert_close(ranks[0]["fsdp/train_hsdp"]["weights"], single["weights"])
+
+
+def test_rank0_init_gives_every_rank_rank0s_weights_and_buffers(ranks: list[dict[str, Any]]) -> None:
+    """Built on the meta device on rank 1, sharded, then sent rank 0's weights and buffers: the same
+    training as when every rank builds the model, to the bit."""
+    received, built = [rank["fsdp_r0/train_rank0_init"] for rank in ranks], ranks[0]["fsdp/train_rank0_init"]
+    assert [rank["on_meta"] for rank in received] == [False, True]
+    assert built["weights"] and received[0]["weights"].keys() == built["weights"].keys()
+    for key, value in built["weights"].items():
+        assert torch.equal(received[0]["weights"][key], value), key
+    assert received[0]["val_loss"] == received[1]["val_loss"] == built["val_loss"]
+    for rank, got in zip(ranks, received):  # batch statistics of this rank's batches, as when built here
+        want = rank["fsdp/train_rank0_init"]["buffers"]
+        assert got["buffers"].keys() == want.keys() == {"net.norm.running_mean", "net.norm.running_var",
+                                                         "net.norm.num_batches_tracked", "net.scale"}
+        for name, value in want.items():
+            assert torch.equal(got["buffers"][name], value), name
+    assert torch.equal(received[1]["buffers"]["net.scale"], received[0]["buffers"]["net.scale"])  # not persistent: sent too
