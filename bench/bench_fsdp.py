@@ -1,29 +1,41 @@
-"""FSDP2 on the CPU (gloo, 2 ranks): the executor vs a hand-written FSDP2 loop, and memory per rank.
+"""FSDP2 on the CPU (gloo): the executor vs a hand-written FSDP2 loop, and memory per rank.
 
-    .venv/bin/python bench/bench_fsdp.py [--steps 6 --repeats 3 --n-layer 16 --n-embd 512]
+    .venv/bin/python bench/bench_fsdp.py [--steps 6 --repeats 3 --n-layer 16 --n-embd 512 --ranks 2]
 
 (a) Step time of ``Executor`` + ``FSDPDistribution`` vs a hand-written FSDP2 loop (``fully_shard``
     on every ``TransformerBlock`` then the root, DistributedSampler, DataLoader, AdamW) in the same
     two processes, back to back in each repeat (alternating which goes first), same model, data
     and global batch. Target: ratio <= 1.05.
-(b) Per-rank memory of DDP, FSDP and FSDP + activation checkpointing (``TransformerBlock``), each
-    in two fresh processes: parameters + gradients + optimizer state from the local tensors (a
-    DTensor's ``to_local()`` shard; gradients have the parameters' layout), the process's resident
-    memory after the last step (``/proc/self/statm``) and its peak (``ru_maxrss``), both above the
-    resident memory before the model was built; and the median step time of each.
+(b) Per-rank memory of each layout (below), each in ``--ranks`` fresh processes (default 2):
+    parameters + gradients + optimizer state from the local tensors (a DTensor's ``to_local()``
+    shard; gradients have the parameters' layout), the process's resident memory after the last
+    step (``/proc/self/statm``), its peak before the first step (model built and sharded) and its
+    peak over the whole run (``ru_maxrss``), all above the resident memory before the model was
+    built; and the median step time of each.
+(c) A sharded checkpoint of the trained FSDP model: the seconds the training loop waits for a
+    synchronous save and for a background one (the shard copy), and until the background one
+    is in place (``--parts c``).
 
 The model is ``declarative_train.models.GPT`` (``--n-layer`` x ``--n-embd``; 16 x 512 is 50.5M
 parameters) in a ``LanguageModel`` task on random byte tokens. A step time is the median of the
 intervals between consecutive step ends (the first step is not counted), in wall-clock and in
-CPU seconds of the process (gloo's threads included; other processes on the cores do not inflate it). Peak RSS counts the full
-model that every rank builds before it is sharded (the executor builds it, then wraps it); the
-resident memory after the steps is the steady state. tracemalloc is not used: it sees Python's
-allocations, not torch's tensor memory.
+CPU seconds of the process (gloo's threads included; other processes on the cores do not inflate it).
+Layouts: ``ddp``; ``fsdp``, every rank building the full model before it is sharded (peak RSS
+counts it); ``fsdp-r0``, FSDP's rank-0 init (``accelerator.fsdp.rank0_init``, dtrain's default):
+rank 0 builds the model, the other ranks build it on the meta device and receive their shards;
+``fsdp-r0+ac``, the same with activation checkpointing. The resident memory after the steps is
+the steady state. The memory part runs its ranks with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed at
+128 KiB, so every tensor above it is a mapping of its own, returned to the system when freed:
+resident memory is then the live memory. With glibc's default (a threshold that grows up to 32 MiB
+as large blocks are freed) the transient buffers of each step (gathered parameters, unsharded
+gradients) stay in the heap once freed, and the resident memory of every layout ends near the
+same high water. tracemalloc is not used: it sees Python's allocations, not torch's tensor memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import socket
@@ -46,6 +58,8 @@ from declarative_train.models import GPT
 from declarative_train.tasks import LanguageModel
 
 BLOCK, VOCAB, SAMPLES, GLOBAL_BATCH = 64, 256, 2048, 8
+#: Allocations above this size get their own mapping, returned to the system when freed (memory part).
+MMAP_THRESHOLD = 128 * 1024
 
 
 def dataset() -> TensorDataset:
@@ -96,18 +110,23 @@ def local_mb(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, fl
     return {"params": params, "grads": params, "optimizer": state}
 
 
-def run_executor(distribution: Any, args: argparse.Namespace, **settings: Any) -> dict[str, Any]:
+def run_executor(distribution: Any, args: argparse.Namespace, on_meta: bool = False, **settings: Any) -> dict[str, Any]:
+    """``on_meta``: build the model on the meta device (the ranks but 0 under FSDP's rank-0 init)."""
     from declarative_train import Executor
 
-    data = DataModule(batch_size=GLOBAL_BATCH // 2)
+    data = DataModule(batch_size=GLOBAL_BATCH // dist.get_world_size())
     data.datasets = {"train": dataset()}
-    ex = Executor(task=LanguageModel(make_net(args)), data=data, optimizer=partial(torch.optim.AdamW, lr=1e-4),
+    with torch.device("meta") if on_meta else contextlib.nullcontext():
+        net = make_net(args)
+    ex = Executor(task=LanguageModel(net), data=data, optimizer=partial(torch.optim.AdamW, lr=1e-4),
                   distribution=distribution, max_epochs=-1, max_steps=args.steps, limit_val_batches=0, **settings)
     stamps: list[Stamp] = []
+    peaks: list[float] = []  # the peak before the first step: the model built, sharded, the data loaded
+    ex.events.on(Event.FIT_START, lambda _: peaks.append(peak_rss_mb()))
     ex.events.on(Event.STEP_END, lambda _: stamps.append(stamp()))
     ex.fit()
     assert ex.optimizer is not None
-    return {"step_s": median_step(stamps), "local_mb": local_mb(ex.task, ex.optimizer)}
+    return {"step_s": median_step(stamps), "local_mb": local_mb(ex.task, ex.optimizer), "setup_peak_rss_mb": peaks[0]}
 
 
 def run_hand_written(rank: int, world: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -166,12 +185,44 @@ def _memory_rank(rank: int, world: int, port: int, args: argparse.Namespace, kin
 
     process = _join(rank, world, port)
     before = rss_mb()
-    distribution = DDPDistribution(process, seed=0) if kind == "ddp" else FSDPDistribution(process, seed=0)
-    settings = {"activation_checkpointing": ["TransformerBlock"]} if kind == "fsdp+ac" else {}
-    result = run_executor(distribution, args, **settings)
-    result.update(rss_after_mb=rss_mb() - before, peak_rss_mb=peak_rss_mb() - before)
+    rank0_init = kind.startswith("fsdp-r0")
+    distribution = (DDPDistribution(process, seed=0) if kind == "ddp"
+                    else FSDPDistribution(process, seed=0, rank0_init=rank0_init))
+    settings = {"activation_checkpointing": ["TransformerBlock"]} if kind.endswith("+ac") else {}
+    result = run_executor(distribution, args, on_meta=rank0_init and rank > 0, **settings)
+    result.update(rss_after_mb=rss_mb() - before, peak_rss_mb=peak_rss_mb() - before,
+                  setup_peak_rss_mb=result["setup_peak_rss_mb"] - before)
     dist.destroy_process_group()
     torch.save(result, f"{out}.{rank}")
+
+
+def _save_rank(rank: int, world: int, port: int, args: argparse.Namespace, out: str) -> None:
+    """Sharded checkpoint saves of the trained FSDP model: synchronous vs background, per repeat."""
+    from declarative_train import Executor
+    from declarative_train.distributed import FSDPDistribution
+
+    process = _join(rank, world, port)
+    data = DataModule(batch_size=GLOBAL_BATCH // world)
+    data.datasets = {"train": dataset()}
+    ex = Executor(task=LanguageModel(make_net(args)), data=data, optimizer=partial(torch.optim.AdamW, lr=1e-4),
+                  distribution=FSDPDistribution(process, seed=0), max_epochs=-1, max_steps=2, limit_val_batches=0)
+    ex.fit()
+    times: dict[str, list[float]] = {"sync": [], "background_loop": [], "background_total": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = ex.distribution.broadcast_object(tmp)  # rank 0's folder on every rank
+        for repeat in range(args.repeats):
+            started = time.perf_counter()
+            ex.save_checkpoint(f"{tmp}/sync-{repeat}.ckpt")
+            times["sync"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            ex.save_checkpoint(f"{tmp}/background-{repeat}.ckpt", background=True)
+            times["background_loop"].append(time.perf_counter() - started)
+            ex.flush_checkpoints()
+            times["background_total"].append(time.perf_counter() - started)
+        ex.distribution.barrier()
+    dist.destroy_process_group()
+    if rank == 0:
+        torch.save(times, out)
 
 
 def free_port() -> int:
@@ -211,6 +262,7 @@ def main() -> None:
     parser.add_argument("--n-layer", type=int, default=16)
     parser.add_argument("--n-embd", type=int, default=512)
     parser.add_argument("--parts", default="ab")
+    parser.add_argument("--ranks", type=int, default=2, help="ranks of the memory part (b)")
     args = parser.parse_args()
     params = sum(p.numel() for p in make_net(args).parameters())
     print(f"GPT {args.n_layer} x {args.n_embd} ({params / 1e6:.1f}M params), {BLOCK} tokens x global batch "
@@ -219,16 +271,23 @@ def main() -> None:
     if "a" in args.parts:
         (timing,) = _spawn(_timing_rank, (args,))
         _report_a(timing)
+    if "c" in args.parts:
+        (saves,) = _spawn(_save_rank, (args,))
+        print("\n(c) sharded checkpoint save of the trained model (rank 0, per repeat)")
+        for what, values in saves.items():
+            print(f"    {what:17}: {_spread(values)}")
     if "b" in args.parts:
-        print("\n(b) per-rank memory (MB) and step time, fresh processes per layout")
-        print(f"    {'layout':9} {'params':>8} {'grads':>8} {'optim':>8} {'sum':>8} {'RSS after':>10} {'peak RSS':>9}  step")
-        for kind in ("ddp", "fsdp", "fsdp+ac"):
-            ranks = _spawn(_memory_rank, (args, kind))
+        print(f"\n(b) per-rank memory (MB) and step time, {args.ranks} ranks, fresh processes per layout")
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)  # read by glibc as each rank starts
+        print(f"    {'layout':12} {'params':>8} {'grads':>8} {'optim':>8} {'sum':>8} {'RSS after':>10} {'setup peak':>10} "
+              f"{'peak RSS':>9}  step")
+        for kind in ("ddp", "fsdp", "fsdp-r0", "fsdp-r0+ac"):
+            ranks = _spawn(_memory_rank, (args, kind), ranks=args.ranks)
             for rank, r in enumerate(ranks):
                 m = r["local_mb"]
                 total = m["params"] + m["grads"] + m["optimizer"]
-                print(f"    {kind + ' r' + str(rank):9} {m['params']:8.1f} {m['grads']:8.1f} {m['optimizer']:8.1f} "
-                      f"{total:8.1f} {r['rss_after_mb']:10.1f} {r['peak_rss_mb']:9.1f}  {r['step_s'][0]:.3f} s wall, "
+                print(f"    {kind + ' r' + str(rank):12} {m['params']:8.1f} {m['grads']:8.1f} {m['optimizer']:8.1f} "
+                      f"{total:8.1f} {r['rss_after_mb']:10.1f} {r['setup_peak_rss_mb']:10.1f} {r['peak_rss_mb']:9.1f}  {r['step_s'][0]:.3f} s wall, "
                       f"{r['step_s'][1]:.3f} s CPU")
 
 

@@ -47,7 +47,7 @@ _FIXED_TOKEN = "0" * 12
 
 def save_sharded(
     state: Mapping[str, Any], folder: str | os.PathLike[str], *, rank: int, barrier: Callable[[], None],
-    broadcast_object: Callable[[Any], Any] | None = None,
+    broadcast_object: Callable[[Any], Any] | None = None, process_group: dist.ProcessGroup | None = None,
 ) -> None:
     """Save ``state`` as the sharded checkpoint folder ``folder``; every rank calls this.
 
@@ -56,8 +56,9 @@ def save_sharded(
     ``broadcast_object(obj)`` returns rank 0's ``obj`` on every rank: with it, every rank raises
     when rank 0 fails to prepare or to rename the folder into place; without, only rank 0 does
     (the others return, or wait for the barrier's timeout). Failures while writing reach every
-    rank through DCP. Raises :class:`CheckpointError` naming ``folder``; the folder already there
-    is then unchanged.
+    rank through DCP (over ``process_group``, the default group if ``None``: ``barrier`` and
+    ``broadcast_object`` must use the same group). Raises :class:`CheckpointError` naming
+    ``folder``; the folder already there is then unchanged.
     """
     target = Path(folder)
     temp = _prepare(target, rank, barrier, broadcast_object)
@@ -69,7 +70,8 @@ def save_sharded(
 
     with _reporting(target, "write", cleanup=temp if rank == 0 else None):
         dcp.save({tensor_key(path): tensor for path, tensor in tensors.items()},
-                 storage_writer=DigestingWriter(temp, rank, write_plain_values), no_dist=not dist.is_initialized())
+                 storage_writer=DigestingWriter(temp, rank, write_plain_values), no_dist=not dist.is_initialized(),
+                 process_group=process_group)
     failure = None
     if rank == 0:
         try:

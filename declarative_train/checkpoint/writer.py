@@ -29,22 +29,15 @@ log = logging.getLogger(__name__)
 FALLBACK_SNAPSHOT_LIMIT_BYTES = 1 << 30
 
 
-class CheckpointWriter:
-    """Writes checkpoints one at a time, the slow part optionally on a writer thread.
+class BackgroundWrites:
+    """At most one write job on a writer thread: started by :meth:`submit`, reported by :meth:`wait`.
 
-    At most one write is in flight: the next :meth:`write` and :meth:`wait` wait for it first and
-    raise its error (a :class:`~declarative_train.errors.CheckpointError`) there. The
-    thread is started at the first background write and kept until :meth:`close` (starting one
-    per save costs more than a small model's save); a process that ends normally finishes the
-    write before it exits.
-
-    Args:
-        snapshot_limit_bytes: largest state (bytes of tensors) a background write copies in
-            memory; ``None``: a quarter of the memory available at the time of the save.
+    The thread is started at the first job and kept until :meth:`close` (starting one per save
+    costs more than a small model's save); a process that ends normally finishes the job before
+    it exits.
     """
 
-    def __init__(self, snapshot_limit_bytes: int | None = None) -> None:
-        self.snapshot_limit_bytes = snapshot_limit_bytes
+    def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
         self._on_failure: Callable[[], None] | None = None
@@ -54,32 +47,8 @@ class CheckpointWriter:
         """Whether a background write has not finished yet."""
         return self._pending is not None and not self._pending.done()
 
-    def write(
-        self, obj: Any, paths: Sequence[str | os.PathLike[str]], *, background: bool = False,
-        then: Callable[[], None] | None = None, on_failure: Callable[[], None] | None = None,
-    ) -> None:
-        """Save ``obj`` atomically at every path of ``paths``, in order; then call ``then``.
-
-        Later changes to ``obj`` do not reach the files. With ``background`` the files are in
-        place (and ``then`` has run) only once :meth:`wait` returns; ``then`` runs on the writer
-        thread, and only after every file was written. If the background part fails, the
-        :meth:`wait` that reports it calls ``on_failure`` first, on its own thread (a failure
-        on the caller's thread is simply raised).
-        """
-        self.wait()
-        if not paths:
-            return
-        if not background:
-            _write(obj, paths, then, flush_early=None)
-            return
-        limit = self.snapshot_limit_bytes if self.snapshot_limit_bytes is not None else available_memory() // 4
-        if tensor_bytes(obj) <= limit:
-            # No early flushing: on the writer thread nobody waits for the final fsync.
-            job = functools.partial(_write, snapshot(obj), paths, then, flush_early=False)
-        else:
-            pending = ckpt_file.begin(obj, paths, flush_early=False)
-            assert pending is not None
-            job = functools.partial(_finish, pending, then)
+    def submit(self, job: Callable[[], None], on_failure: Callable[[], None] | None) -> None:
+        """Run ``job`` on the writer thread (here, when the interpreter is shutting down)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         try:
@@ -116,6 +85,50 @@ class CheckpointWriter:
             pool, self._pool = self._pool, None
             if pool is not None:
                 pool.shutdown(wait=True)
+
+
+class CheckpointWriter(BackgroundWrites):
+    """Writes checkpoints one at a time, the slow part optionally on a writer thread.
+
+    At most one write is in flight: the next :meth:`write` and :meth:`wait` wait for it first and
+    raise its error (a :class:`~declarative_train.errors.CheckpointError`) there.
+
+    Args:
+        snapshot_limit_bytes: largest state (bytes of tensors) a background write copies in
+            memory; ``None``: a quarter of the memory available at the time of the save.
+    """
+
+    def __init__(self, snapshot_limit_bytes: int | None = None) -> None:
+        super().__init__()
+        self.snapshot_limit_bytes = snapshot_limit_bytes
+
+    def write(
+        self, obj: Any, paths: Sequence[str | os.PathLike[str]], *, background: bool = False,
+        then: Callable[[], None] | None = None, on_failure: Callable[[], None] | None = None,
+    ) -> None:
+        """Save ``obj`` atomically at every path of ``paths``, in order; then call ``then``.
+
+        Later changes to ``obj`` do not reach the files. With ``background`` the files are in
+        place (and ``then`` has run) only once :meth:`wait` returns; ``then`` runs on the writer
+        thread, and only after every file was written. If the background part fails, the
+        :meth:`wait` that reports it calls ``on_failure`` first, on its own thread (a failure
+        on the caller's thread is simply raised).
+        """
+        self.wait()
+        if not paths:
+            return
+        if not background:
+            _write(obj, paths, then, flush_early=None)
+            return
+        limit = self.snapshot_limit_bytes if self.snapshot_limit_bytes is not None else available_memory() // 4
+        if tensor_bytes(obj) <= limit:
+            # No early flushing: on the writer thread nobody waits for the final fsync.
+            job = functools.partial(_write, snapshot(obj), paths, then, flush_early=False)
+        else:
+            pending = ckpt_file.begin(obj, paths, flush_early=False)
+            assert pending is not None
+            job = functools.partial(_finish, pending, then)
+        self.submit(job, on_failure)
 
 
 def snapshot(state: Any) -> Any:

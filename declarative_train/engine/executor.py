@@ -108,7 +108,8 @@ class Executor:
         #: Extra entries stored in every checkpoint (the run layer adds the resolved config).
         self.checkpoint_extras: dict[str, Any] = {}
         self.checkpoint_writer: CheckpointWriter | ShardedCheckpointWriter = (
-            ShardedCheckpointWriter(self.distribution.rank, self.distribution.barrier, self.distribution.broadcast_object)
+            ShardedCheckpointWriter(self.distribution.rank, self.distribution.barrier, self.distribution.broadcast_object,
+                                    timeout=getattr(self.distribution, "timeout", None))
             if self.distribution.shards_checkpoints else CheckpointWriter())
         self.tested_ckpt_path: str | None = None
         self._set_up = False
@@ -248,9 +249,9 @@ class Executor:
         """Save the complete training state to each path (serialised once, written atomically).
 
         Under a distribution that shards checkpoints (FSDP) each path is a folder every rank writes
-        its shards into, synchronously (``checkpoint.sharded``). Otherwise the files are in place
-        when this returns, unless ``background``: then the state is captured now and written on a
-        thread while training goes on (:meth:`flush_checkpoints` waits for it; fit does at its end).
+        its shards into (``checkpoint.sharded``). The files or folders are in place when this
+        returns, unless ``background``: then the state is captured now and written on a thread
+        while training goes on (:meth:`flush_checkpoints` waits for it; fit does at its end).
         On rank zero, ``then`` runs once the files are in place, and ``on_failure`` before a failed
         background write's error is raised (at the next save or flush). Raises instead if a
         training loss since the last check was not finite.

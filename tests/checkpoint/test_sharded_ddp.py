@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch.distributed.fsdp import fully_shard
 from declarative_train import checkpoint
 from declarative_train.checkpoint import sharded_dcp
 from declarative_train.checkpoint.sharded import load_sharded, read_full, save_sharded
+from declarative_train.checkpoint.sharded_writer import ShardedCheckpointWriter
 from declarative_train.errors import CheckpointError
 from declarative_train.utils.tree import map_tensors
 from tests.checkpoint.test_sharded import _net, _train, assert_same
@@ -103,8 +105,36 @@ def _scenario_save_and_kill_rank_1(folder: Path, out: Path) -> None:
         os._exit(1)  # the group is broken: leave without tearing it down
 
 
+def _scenario_background(folder: Path, out: Path) -> None:
+    """A background write at step 2 and a copy to ``last``, while training goes on with its own collectives."""
+    model, optimizer = _sharded_model(0)
+    _train(model, optimizer, 2)
+    trained, write_data = threading.Event(), sharded_dcp.DigestingWriter.write_data
+
+    def write_after_training(*args: Any, **kwargs: Any) -> Any:  # the shards are written once training changed them
+        assert trained.wait(60)
+        return write_data(*args, **kwargs)
+
+    sharded_dcp.DigestingWriter.write_data = write_after_training  # type: ignore[method-assign]
+    writer = ShardedCheckpointWriter(dist.get_rank(), dist.barrier, _broadcast, timeout=timedelta(seconds=30))
+    events: list[str] = []
+    writer.write(_training_state(model, optimizer, step=2), [folder, folder.parent / "last"], background=True,
+                 then=lambda: events.append(f"then: {sorted(p.name for p in folder.parent.iterdir())}"))
+    saved = _full(model, optimizer)  # gathers on the default group while the writer's group saves
+    _train(model, optimizer, 2)  # changes every parameter and moment in place
+    events.append(f"busy after training: {writer.busy}")
+    trained.set()
+    writer.wait()
+    writer.write(_training_state(model, optimizer, step=4), [folder.parent / "epoch=0-step=4"], background=True)
+    writer.close()
+    after = _full(model, optimizer)
+    if dist.get_rank() == 0:
+        torch.save({"saved": saved, "after": after, "events": events}, out / "background.pt")
+
+
 SCENARIOS: dict[str, Callable[[Path, Path], None]] = {
     "save": _scenario_save, "load": _scenario_load, "kill": _scenario_save_and_kill_rank_1,
+    "background": _scenario_background,
 }
 
 
@@ -190,3 +220,20 @@ def test_a_rank_killed_in_the_middle_of_a_save_leaves_the_previous_folder(
     assert [p.name for p in stale] == [p.name for p in folder.parent.iterdir() if p.name != "last"]
     error = (tmp_path / "rank0_error.txt").read_text()  # rank 0 reports it (gloo: connection reset)
     assert error.startswith(f"cannot write sharded checkpoint {folder}") and "unchanged" in error
+
+
+def test_a_background_write_saves_the_state_of_its_step_while_training_goes_on(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints" / "epoch=0-step=2"
+    assert _run("background", 2, folder, tmp_path) == [0, 0]
+    result = torch.load(tmp_path / "background.pt", weights_only=True)
+    for path in (folder, folder.parent / "last"):  # both folders hold step 2, not what training did after
+        full = read_full(path)
+        assert full["loop"] == {"global_step": 2}
+        assert_same(dict(full["state_dict"]), result["saved"]["state_dict"])
+        assert_same(full["optimizer"], result["saved"]["optimizer"])
+    later = read_full(folder.parent / "epoch=0-step=4")
+    assert later["loop"] == {"global_step": 4}
+    assert_same(dict(later["state_dict"]), result["after"]["state_dict"])
+    assert "busy after training: True" in result["events"]
+    then = [event for event in result["events"] if event.startswith("then")]
+    assert then == ["then: ['epoch=0-step=2', 'last']"]  # on rank 0, once both folders were in place
