@@ -65,6 +65,10 @@ class Distribution:
     #: Whether checkpoints are sharded folders that every rank writes its part of (FSDP's
     #: ``state_dict_type="sharded"``); the model and optimizer states are then this rank's shards.
     shards_checkpoints: bool = False
+    #: Whether ``wrap_training_step`` moves the task to the device itself (FSDP: each unit as it
+    #: is sharded, so the whole model is never on the device at once); else the accelerator
+    #: moves it before.
+    places_model: bool = False
 
     def model_state_dict(self, model: torch.nn.Module) -> dict[str, Any]:
         """The model's full weights, as a single-process ``model.state_dict()`` holds them."""

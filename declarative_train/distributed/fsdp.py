@@ -99,6 +99,7 @@ class FSDPDistribution(DDPDistribution):
         self.replicate = replicate
         self.precision = precision
         self.rank0_init = rank0_init
+        self.places_model = True  # fully_shard moves each unit's states to the mesh's device
         self._root: nn.Module | None = None
 
     # ---------------------------------------------------------------- model

@@ -300,9 +300,8 @@ class Executor:
         self.accelerator.setup()
         self.distribution.setup(self.accelerator.device)
         self.data.setup()
-        # A task on the meta device (FSDP's rank-0 init) gets its memory when the distribution shards it.
-        on_meta = any(param.is_meta for param in self.task.parameters())
-        model = self.precision.convert_module(self.task if on_meta else self.accelerator.prepare_model(self.task))
+        placed = self.distribution.places_model  # FSDP: unit by unit as it shards (meta-device ranks: their shards)
+        model = self.precision.convert_module(self.task if placed else self.accelerator.prepare_model(self.task))
         if self.settings.activation_checkpointing:  # before compile and the distribution's wrapping
             apply_activation_checkpointing(model, self.settings.activation_checkpointing)
         if self.settings.compile:
