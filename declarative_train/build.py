@@ -17,7 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from declarative_train.accelerators import Accelerator, accelerator_class, resolve_accelerator_name
 from declarative_train.accelerators.cuda import parse_cuda_devices
-from declarative_train.callbacks import EMA, StochasticWeightAveraging
 from declarative_train.callbacks.model_summary import ModelSummary, summarize
 from declarative_train.config.data_shapes import apply_shapes
 from declarative_train.config.targets import SCHEDULER_KEYS, locate
@@ -121,29 +120,8 @@ def check_components(cfg: DictConfig) -> None:
                     issues.append(ConfigIssue(f"trainer.{exc.setting}", exc.message))
                 except Exception:  # noqa: S112 - not an argument problem; the real build reports it
                     continue
-    issues += _fsdp_callback_issues(cfg)
     if issues:
         raise ConfigError(issues)
-
-
-#: Callbacks that keep whole copies of the parameters, which FSDP's shards do not give them.
-FSDP_UNSUPPORTED_CALLBACKS = (EMA, StochasticWeightAveraging)
-
-
-def _fsdp_callback_issues(cfg: DictConfig) -> list[ConfigIssue]:
-    """Weight-averaging callbacks configured under ``strategy=fsdp`` (not supported there yet)."""
-    if OmegaConf.select(cfg, "accelerator.strategy") != "fsdp":
-        return []
-    issues = []
-    for name, node in (cfg.get("callbacks") or {}).items():
-        try:
-            cls = locate(str(node.get("_target_")))
-        except ImportError:
-            continue  # validation reports it
-        if isinstance(cls, type) and issubclass(cls, FSDP_UNSUPPORTED_CALLBACKS):
-            issues.append(ConfigIssue(f"callbacks.{name}", f"{cls.__name__} averages whole parameters, which "
-                                      "accelerator.strategy=fsdp shards; use ddp, or remove it"))
-    return issues
 
 
 def _check_fsdp_wrap(model: Any, cfg: DictConfig) -> None:

@@ -33,6 +33,10 @@ class EMA(Callback):
       resume puts them back, so it continues exactly. Without it the files hold the training
       weights and the average lives in this callback's state only.
 
+    Under ``strategy=fsdp`` each rank averages its own shards of the parameters (the same
+    updates on local tensors, no communication); sharded checkpoint folders hold the average
+    sharded like the weights, files of full weights hold it gathered.
+
     Args:
         decay: weight of the old average, in (0, 1); 0.999 averages over roughly the last 1000
             updates.
@@ -61,10 +65,13 @@ class EMA(Callback):
         self._live: list[torch.Tensor] = []
         self._pending: dict[str, Any] | None = None
         self._swapped_for_eval = False
+        self._whole = True
 
     def attach(self, context: TrainingContext) -> None:
         self._slots = AveragedParameters(unwrapped(context.task))
-        self._live = self._slots.detached()
+        # FSDP may re-point its shards (a resume); their local views are taken at every update instead.
+        self._live = [] if self._slots.sharded else self._slots.detached()
+        self._whole = not context.distribution.shards_checkpoints
         if self._pending is not None:
             self.load_state_dict(self._pending)
         self.listen(context, Event.FIT_START, self._start)
@@ -94,7 +101,8 @@ class EMA(Callback):
     def _update(self, context: TrainingContext) -> None:
         if self.averaged is None:
             return
-        torch._foreach_lerp_(self.averaged, self._live, 1.0 - self.decay_at(self.num_updates))
+        live = self._live or self.slots.detached()
+        torch._foreach_lerp_(self.averaged, live, 1.0 - self.decay_at(self.num_updates))
         self.num_updates += 1
 
     def _swap_in_for_eval(self, context: TrainingContext) -> None:
@@ -112,18 +120,29 @@ class EMA(Callback):
             self.slots.swap_in(self.averaged)
 
     def checkpoint_weights(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The averaged weights (``use_for_checkpoint``), else the training weights."""
+        """The averaged weights (``use_for_checkpoint``), else the training weights.
+
+        Under FSDP every rank calls this (``weights`` is empty on ranks that do not write): a
+        file of full weights gathers the averaged shards from every rank.
+        """
         if self._slots is None or self.averaged is None:
             return weights
         if self.use_for_checkpoint:
-            return self._slots.replace_in(weights, self.averaged)
-        return self._slots.replace_in(weights, self._slots.training_values()) if self._slots.swapped else weights
+            chosen = self.averaged
+        elif self._slots.swapped:
+            chosen = self._slots.training_values()
+        else:
+            return weights
+        return self._slots.replace_in(weights, self._slots.for_checkpoint(chosen, whole=self._whole))
 
     def state_dict(self) -> dict[str, Any]:
         if self._slots is None or self.averaged is None:
             return {"num_updates": self.num_updates, "averaged": None, "training_weights": None}
-        training = self._slots.by_name(self._slots.training_values()) if self.use_for_checkpoint else None
-        return {"num_updates": self.num_updates, "averaged": self._slots.by_name(self.averaged),
+        slots = self._slots
+        training = (slots.by_name(slots.for_checkpoint(slots.training_values(), whole=self._whole))
+                    if self.use_for_checkpoint else None)
+        return {"num_updates": self.num_updates,
+                "averaged": slots.by_name(slots.for_checkpoint(self.averaged, whole=self._whole)),
                 "training_weights": training}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -34,6 +34,8 @@ class StochasticWeightAveraging(Callback):
     continues the average exactly. The average holds parameters only (``get_swa_multi_avg_fn``
     on copies of them, not ``AveragedModel``, which deep-copies the whole model: a model with
     synchronised BatchNorm holds a process group that cannot be copied); buffers are the model's.
+    Under ``strategy=fsdp`` each rank averages its own shards of the parameters; sharded
+    checkpoint folders hold the average sharded, files of full weights hold it gathered.
 
     Args:
         swa_lrs: the SWA learning rate, one for every parameter group or a list with one per group.
@@ -81,6 +83,7 @@ class StochasticWeightAveraging(Callback):
         self._slots: AveragedParameters | None = None
         self._pending: dict[str, Any] | None = None
         self._first = 0
+        self._whole = True
 
     def first_epoch(self, max_epochs: int) -> int:
         """The 0-based epoch SWA starts in; ``ArgumentError`` if it is beyond ``max_epochs``."""
@@ -102,6 +105,7 @@ class StochasticWeightAveraging(Callback):
         self._model = unwrapped(context.task)
         self._optimizer = context.optimizer
         self._slots = AveragedParameters(self._model)
+        self._whole = not context.distribution.shards_checkpoints
         if self._pending is not None:
             self.load_state_dict(self._pending)
         self.listen(context, Event.FIT_START, self._resume_training_weights)
@@ -165,7 +169,8 @@ class StochasticWeightAveraging(Callback):
         log.info("%s: the model now holds the average of %d epochs", _NAME, self.n_averaged)
 
     def state_dict(self) -> dict[str, Any]:
-        averaged = self._slots.by_name(self.averaged) if self._slots is not None and self.averaged is not None else None
+        averaged = (self._slots.by_name(self._slots.for_checkpoint(self.averaged, whole=self._whole))
+                    if self._slots is not None and self.averaged is not None else None)
         return {
             "averaged": averaged, "n_averaged": self.n_averaged,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,

@@ -98,6 +98,8 @@ class CheckpointWeights(Protocol):
 
     Checkpoints call it with the model's own ``state_dict()`` and store what it returns as the
     model's weights; whatever it needs to resume (the training weights) goes in its own state.
+    Every rank that takes the state calls it, those that do not write with empty ``weights``
+    (FSDP's full state dicts: it may gather shards, a collective); it returns them empty then.
     """
 
     def checkpoint_weights(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

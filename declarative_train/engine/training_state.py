@@ -134,10 +134,8 @@ class _ModelWeights(_FullModuleState):
         self.choosers = choosers
 
     def state_dict(self) -> dict[str, Any]:
-        weights = super().state_dict()
-        if not weights:  # a rank that took part in gathering but does not write
-            return weights
-        for chooser in self.choosers:
+        weights = super().state_dict()  # empty on a rank that takes part in gathering but does not write
+        for chooser in self.choosers:  # on every rank: a chooser may gather too (FSDP's averaged shards)
             weights = chooser.checkpoint_weights(weights)
         return weights
 
