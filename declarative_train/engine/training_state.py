@@ -60,7 +60,7 @@ class TrainingState:
             "optimizer": _OptimizerState(optimizer, model, distribution),
             "scheduler": scheduler,
             "precision": precision,
-            "loop": _LoopPosition(loop, device),
+            "loop": _LoopPosition(loop, device, distribution),
             "sampler": sampler,
             "metrics": _MetricValues(loop),
             "callbacks": self.callbacks,
@@ -196,15 +196,30 @@ def _serialised(obj: Any) -> bytes:
 
 
 class _LoopPosition:
-    """The loop's position (epoch, step, batch, running epoch loss)."""
+    """The loop's position (epoch, step, batch, running epoch loss).
 
-    def __init__(self, loop: LoopState, device: torch.device) -> None:
-        self.loop, self.device = loop, device
+    The running epoch loss is each rank's own sum. With several ranks ``epoch_loss_sum_ranks``
+    lists every rank's (a run on as many ranks continues its own, so the epoch's mean loss is
+    the uninterrupted run's) and ``epoch_loss_sum`` is their mean, which a run on another number
+    of ranks continues from on every rank.
+    """
+
+    def __init__(self, loop: LoopState, device: torch.device, distribution: Distribution) -> None:
+        self.loop, self.device, self.distribution = loop, device, distribution
 
     def state_dict(self) -> dict[str, Any]:
-        return self.loop.counters()
+        counters = self.loop.counters()
+        running = counters["epoch_loss_sum"]
+        if self.distribution.world_size == 1 or running is None:
+            return counters
+        sums = [float(s) for s in self.distribution.all_gather_object(float(running))]  # a collective
+        return {**counters, "epoch_loss_sum": torch.tensor(sum(sums) / len(sums), dtype=running.dtype),
+                "epoch_loss_sum_ranks": sums}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        sums, running = state.get("epoch_loss_sum_ranks"), state.get("epoch_loss_sum")
+        if sums is not None and running is not None and len(sums) == self.distribution.world_size:
+            state = {**state, "epoch_loss_sum": torch.tensor(sums[self.distribution.rank], dtype=running.dtype)}
         self.loop.load_counters(state, self.device)
 
 
