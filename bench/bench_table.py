@@ -24,7 +24,10 @@
    ``DataLoader(TensorDataset)`` of the same tensors; interleaved rounds, samples per second.
 
 A third contender, ``read``, is TableData's own reading alone (``table_read.read_table``: CSV
-block by block, Parquet without pre-buffering), so that the encoding's share shows.
+block by block, Parquet without pre-buffering and its text columns as dictionaries), so that the
+encoding's share shows. The children run with ``OMP_NUM_THREADS=1``, which also sets pyarrow's
+``cpu_count``: pyarrow reads on one thread; TableData encodes on two (its own threads, not
+OpenMP's), so the ``cpu s`` line, all threads summed, is the ratio a busy machine shows.
 
 Earlier versions of this bench wrote the text columns as the digits 0-7, which a CSV reader takes
 for integers (the CSV case had no text column: 20 inputs), timed the lazy imports with the load,
@@ -155,7 +158,9 @@ def bench_throughput(path: Path, rounds: int, train_rows: int) -> None:
     torch.set_num_threads(1)
     data = TableData(path=str(path), target="label", batch_size=64)
     data.setup()
-    features, target = (t[:train_rows] for t in data.datasets["train"].tensors)
+    train = data.datasets["train"]
+    assert isinstance(train, TensorDataset)
+    features, target = (t[:train_rows] for t in train.tensors)
     data.datasets["train"] = TensorDataset(features, target)
     hand_loader = DataLoader(TensorDataset(features, target), batch_size=64, shuffle=True)
     ours_loader = data.dataloader("train", shuffle=True)

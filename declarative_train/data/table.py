@@ -135,8 +135,10 @@ class TableData(DataModule):
                 raise ArgumentError(OWNER, f"{split}_path", f"the file lacks the columns {lacking}")
         self._check_id_column(tables, columns, source)
         kept = {}  # per table: the file index of each row left, when rows with missing values were dropped
+        incomplete: set[str] = set()  # columns that miss values in a table (after dropping)
         for name in list(tables):
-            tables[name], kept[name] = self._handle_missing(tables[name], columns, name)
+            tables[name], kept[name], gaps = self._handle_missing(tables[name], columns, name)
+            incomplete.update(gaps)
         parts = self._split(tables)
         ids = {split: self._split_ids(tables[name], kept[name], rows) for split, (name, rows) in parts.items()}
         sources = {name: {c: table.column(c) for c in columns} for name, table in tables.items()}
@@ -144,7 +146,8 @@ class TableData(DataModule):
         target = {name: table.select([self.target]).combine_chunks().column(0) for name, table in tables.items()}
         del tables  # from here on each column is dropped once encoded
         self.columns, encoded = encode_features(sources, parts, columns, fill_missing=self.fill_missing,
-                                                standardize=self.standardize, max_categories=self.max_categories)
+                                                standardize=self.standardize, max_categories=self.max_categories,
+                                                incomplete=incomplete)
         self.target_code, targets = encode_targets(target, parts, self.target, self.task,
                                                    standardize=self.standardize_target, source=source)
         del target
@@ -208,17 +211,18 @@ class TableData(DataModule):
                   for split in ("train", "val", "test") if (file := self.files[f"{split}_path"]) is not None}
         return tables, Path(str(self.files["train_path"])).name
 
-    def _handle_missing(self, table: Any, columns: list[str], split: str) -> tuple[Any, np.ndarray | None]:
-        """``(table, None)``, or with ``fill_missing=drop`` the complete rows and their indices in the file."""
+    def _handle_missing(self, table: Any, columns: list[str], split: str) -> tuple[Any, np.ndarray | None, list[str]]:
+        """``(table, None, columns that miss values)``, or with ``fill_missing=drop`` the complete rows,
+        their indices in the file and no column."""
         counts = missing_counts(table, [*columns, self.target])
         if not counts:
-            return table, None
+            return table, None, []
         if self.fill_missing == "drop":
             complete = complete_rows(table, [*columns, self.target])
             kept = table.filter(complete)
             log.info("data.fill_missing=drop: dropped %d of %d rows of the %s file with missing values",
                      table.num_rows - kept.num_rows, table.num_rows, split)
-            return kept, np.flatnonzero(np.asarray(complete.to_numpy(zero_copy_only=False)))
+            return kept, np.flatnonzero(np.asarray(complete.to_numpy(zero_copy_only=False))), []
         if self.target in counts:
             raise ArgumentError(OWNER, "fill_missing", f"the target column {self.target!r} misses "
                                                        f"{counts[self.target]} of {table.num_rows} values: a target "
@@ -227,7 +231,7 @@ class TableData(DataModule):
             listed = ", ".join(f"{name!r} ({count} of {table.num_rows})" for name, count in counts.items())
             raise ArgumentError(OWNER, "fill_missing", f"is not set, and columns miss values: {listed}; set "
                                                        f"data.fill_missing=mean|zero|drop")
-        return table, None
+        return table, None, list(counts)
 
     def _split(self, tables: dict[str, Any]) -> dict[str, tuple[str, np.ndarray]]:
         """Each split's ``(table name, row indices)``; splits without a file are carved from the train

@@ -16,6 +16,12 @@ from typing import Any
 import attrs
 import numpy as np
 
+from declarative_train.data.table_arrays import (
+    distinct_values,
+    float_values,
+    numpy_values,
+    small_integers,
+)
 from declarative_train.data.table_matrix import assemble, code_type, standardize_into
 from declarative_train.data.table_read import OWNER
 from declarative_train.errors import ArgumentError
@@ -74,18 +80,28 @@ def fit_numeric(name: str, train: np.ndarray, *, fill_missing: str | None, stand
     return ColumnCode(name, fill=fill, mean=float(filled.mean()) if gaps else mean, std=std if std > 1e-6 else 1.0)
 
 
+def fit_complete_numeric(name: str, train: np.ndarray, squares: np.ndarray, *, fill_missing: str | None,
+                         standardize: bool) -> ColumnCode:
+    """:func:`fit_numeric` for ``train`` values without NaN, computed as numpy's ``mean`` and ``std``
+    compute them (so bit for bit the same) without their temporaries: ``train`` is left holding
+    ``train - mean`` (the deviations), and ``squares`` (as long, float64) is scratch."""
+    count = len(train)
+    mean = float(np.add.reduce(train) / count) if count else 0.0
+    np.subtract(train, mean, out=train)
+    std = float(np.sqrt(np.add.reduce(np.square(train, out=squares)) / (count - 1))) if count > 1 else 0.0
+    fill = mean if fill_missing == "mean" else 0.0
+    if not standardize:
+        return ColumnCode(name, fill=fill)
+    return ColumnCode(name, fill=fill, mean=mean, std=std if std > 1e-6 else 1.0)
+
+
 def fit_text(name: str, column: Any, train_rows: np.ndarray | None, max_categories: int) -> tuple[ColumnCode, np.ndarray]:
     """A text column's encoding (the sorted categories of its ``train_rows``, or of every row when
     ``None``) and the column's category index per row (-1: missing, or not a train category)."""
-    import pyarrow.compute as pc
-
-    column = pc.cast(column, "string")
-    distinct = pc.unique(column)  # may hold null; index_in then matches nulls to it
-    values = distinct.to_pylist()
-    index = _numpy(pc.index_in(column, value_set=distinct))
-    seen = np.zeros(len(values), dtype=bool)
-    seen[index if train_rows is None else index.take(train_rows)] = True
-    categories = sorted(v for v, s in zip(values, seen) if s and v is not None)
+    values, index = distinct_values(column)
+    train_index = index if train_rows is None else index.take(train_rows)
+    seen = np.bincount(train_index, minlength=len(values)) > 0
+    categories = sorted({v for v, s in zip(values, seen) if s and v is not None})
     if len(categories) > max_categories:
         raise ArgumentError(OWNER, "max_categories", f"is {max_categories}, text column {name!r} has "
                                                      f"{len(categories)} categories in the train split: leave "
@@ -101,7 +117,7 @@ def category_codes(column: Any, code: ColumnCode) -> np.ndarray:
 
     assert code.categories is not None
     index = pc.index_in(pc.cast(column, "string"), value_set=_string_array(code.categories))
-    return _numpy(pc.fill_null(index, -1)).astype(code_type(len(code.categories)))
+    return numpy_values(pc.fill_null(index, -1)).astype(code_type(len(code.categories)))
 
 
 def encode_columns(table: Any, codes: Sequence[ColumnCode]) -> np.ndarray:
@@ -158,14 +174,16 @@ def choose_task(column: Any, task: str) -> tuple[str, str]:
     import pyarrow.types as pat
 
     kind = column.type
+    shown = kind.value_type if pat.is_dictionary(kind) else kind  # Parquet text is read as dictionaries
     if task != "auto":
         if task == "regression" and not _numeric(kind):
-            raise ArgumentError(OWNER, "task", f"is regression, but the target holds {kind} values, not numbers")
+            raise ArgumentError(OWNER, "task", f"is regression, but the target holds {shown} values, not numbers")
         return task, f"data.task={task}"
     if is_text(kind) or pat.is_boolean(kind):
-        return "classification", f"the target holds {kind} values"
+        return "classification", f"the target holds {shown} values"
     if pat.is_integer(kind):
-        distinct = len(pc.unique(column).drop_null())
+        counted = small_integers([column])
+        distinct = len(counted) if counted is not None else len(pc.unique(column).drop_null())
         if distinct <= MAX_AUTO_CLASSES:
             return "classification", f"the target holds integers with {distinct} distinct values (<= {MAX_AUTO_CLASSES})"
         return "regression", f"the target holds integers with {distinct} distinct values (> {MAX_AUTO_CLASSES})"
@@ -175,21 +193,24 @@ def choose_task(column: Any, task: str) -> tuple[str, str]:
 
 
 def fit_target(columns: Sequence[Any], train: Any, name: str, task: str, *, standardize: bool,
-               source: str) -> TargetCode:
-    """The target's encoding: classes from every split's ``columns``, scale from the ``train`` column."""
+               source: str, train_rows: np.ndarray | None = None) -> TargetCode:
+    """The target's encoding: classes from every split's ``columns``, scale from the ``train`` column
+    (its ``train_rows``, in their order, when given)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     chosen, reason = choose_task(columns[0], task)
     if chosen == "classification":
-        merged = pa.chunked_array([chunk for c in columns for chunk in _as_classes(c).chunks],
-                                  type=_as_classes(columns[0]).type)
-        values = sorted(pc.unique(merged).drop_null().to_pylist())
+        values = small_integers(columns)
+        if values is None:
+            merged = pa.chunked_array([chunk for c in columns for chunk in _as_classes(c).chunks],
+                                      type=_as_classes(columns[0]).type)
+            values = sorted(pc.unique(merged).drop_null().to_pylist())
         if len(values) < 2:
             raise ArgumentError(OWNER, "target", f"column {name!r} of {source} holds a single class "
                                                  f"({values[0] if values else 'none'!r}): nothing to classify")
         return TargetCode(name, chosen, reason, class_values=tuple(values))
-    scale = float_values(train)
+    scale = float_values(train if train_rows is None else train.take(train_rows))
     mean, std = float(scale.mean()), float(scale.std(ddof=1)) if len(scale) > 1 else 1.0
     if not standardize:
         mean, std = 0.0, 1.0
@@ -203,9 +224,15 @@ def encode_target(column: Any, code: TargetCode) -> np.ndarray:
 
     if code.class_values is None:
         return ((float_values(column) - code.mean) / code.std).astype(np.float32)
+    if all(type(v) is int for v in code.class_values) and small_integers([column], limit=0) is not None:
+        # integer classes of integers without gaps: found by bisection rather than hashing
+        values, known = numpy_values(column), np.array(code.class_values, dtype=np.int64)
+        found = np.searchsorted(known, values)
+        hit = known.take(found, mode="clip") == values
+        return found if hit.all() else np.where(hit, found, -1)
     classes = _as_classes(column)
     index = pc.index_in(classes, value_set=pa.array(list(code.class_values), type=classes.type))
-    return _numpy(pc.fill_null(index, -1)).astype(np.int64)
+    return numpy_values(pc.fill_null(index, -1)).astype(np.int64)
 
 
 def _as_classes(column: Any) -> Any:
@@ -220,22 +247,6 @@ def _numeric(kind: Any) -> bool:
 
     return bool(pat.is_integer(kind) or pat.is_floating(kind) or pat.is_decimal(kind) or pat.is_boolean(kind)
                 or pat.is_null(kind))
-
-
-def float_values(column: Any) -> np.ndarray:
-    """A numeric column as float64 with NaN where values are missing."""
-    import pyarrow.compute as pc
-
-    return np.asarray(_numpy(pc.cast(column, "float64")), dtype=np.float64)
-
-
-def _numpy(values: Any) -> np.ndarray:
-    """An Arrow array or chunked array as one numpy array (nulls as NaN in floats), a view when it can
-    be. A chunked array is combined first: its own ``to_numpy`` goes through pandas' conversion and
-    took several times longer on a CSV column of a few hundred chunks."""
-    if hasattr(values, "combine_chunks"):
-        values = values.combine_chunks()
-    return np.asarray(values.to_numpy(zero_copy_only=False))
 
 
 def _string_array(values: Sequence[str]) -> Any:

@@ -11,6 +11,7 @@ numpy is used here; the matrix is created once and never copied (``torch.from_nu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -41,28 +42,47 @@ def standardize_into(values: np.ndarray, mean: float, std: float, fill: float, o
 
 
 def assemble(rows: int, width: int, numbers: np.ndarray, number_columns: Sequence[int], codes: np.ndarray,
-             code_offsets: Sequence[int]) -> np.ndarray:
+             code_offsets: Sequence[int], threads: int = 1) -> np.ndarray:
     """A zeroed float32 ``(rows, width)`` matrix with ``numbers[j]`` in column ``number_columns[j]``
     and, for text column ``i``, 1.0 in column ``code_offsets[i] + codes[i, row]`` (none where the
     code is negative: an unseen or missing category is all zeros).
 
     ``numbers`` is ``(numeric columns, rows)`` float32, ``codes`` ``(text columns, rows)`` integers.
+    ``threads`` fill parts of the rows at once (numpy releases the GIL in its copies; the kernel
+    zeroes the fresh pages in the thread that first writes them).
     """
     out = np.zeros((rows, width), dtype=np.float32)  # calloc: fresh pages are zero already
-    flat = out.reshape(-1)
-    runs = _runs(number_columns)
-    row_starts = np.arange(BLOCK_ROWS, dtype=np.int64) * width
     gaps = [bool((row < 0).any()) for row in codes]
-    for first in range(0, rows, BLOCK_ROWS):
-        last = min(first + BLOCK_ROWS, rows)
-        block = out[first:first + BLOCK_ROWS]
+    step = -(-rows // max(threads, 1) // BLOCK_ROWS) * BLOCK_ROWS or BLOCK_ROWS
+    spans = [(first, min(first + step, rows)) for first in range(0, rows, step)]
+
+    def fill(span: tuple[int, int]) -> None:
+        _fill(out, span, numbers, _runs(number_columns), codes, code_offsets, gaps)
+
+    if len(spans) > 1:
+        with ThreadPoolExecutor(len(spans)) as workers:
+            list(workers.map(fill, spans))
+    else:
+        for span in spans:
+            fill(span)
+    return out
+
+
+def _fill(out: np.ndarray, span: tuple[int, int], numbers: np.ndarray, runs: list[tuple[int, int, int]],
+          codes: np.ndarray, code_offsets: Sequence[int], gaps: Sequence[bool]) -> None:
+    """Rows ``span`` of :func:`assemble`'s matrix, in blocks of :data:`BLOCK_ROWS` rows."""
+    width = out.shape[1]
+    flat = out.reshape(-1)
+    row_starts = np.arange(BLOCK_ROWS, dtype=np.int64) * width
+    for first in range(*span, BLOCK_ROWS):
+        last = min(first + BLOCK_ROWS, span[1])
+        block = out[first:last]
         for source, column, count in runs:
             block[:, column:column + count] = numbers[source:source + count, first:last].T
         for index, offset in enumerate(code_offsets):
             part = codes[index, first:last]
             positions = row_starts[:last - first] + (first * width + offset) + part
             flat[positions[part >= 0] if gaps[index] else positions] = 1.0
-    return out
 
 
 def _runs(columns: Sequence[int]) -> list[tuple[int, int, int]]:

@@ -11,6 +11,7 @@ data module's argument (``path``, ``target``, ``features``, ...), which the buil
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ def file_format(path: str | Path, format: str | None = None, argument: str = "pa
 
 
 def read_table(path: str | Path, format: str | None = None, argument: str = "path") -> Any:
-    """The whole file as a ``pyarrow.Table`` (``argument`` names the setting that gave ``path``)."""
+    """The whole file as a ``pyarrow.Table`` (``argument`` names the setting that gave ``path``); a
+    Parquet file's text columns come as dictionary columns."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise ArgumentError(OWNER, argument, f"is not a file: {str(file.resolve())!r}")
@@ -68,13 +70,22 @@ def read_table(path: str | Path, format: str | None = None, argument: str = "pat
 
             # Without pre-buffering, the compressed column chunks are not all held in memory at once
             # (the reader's peak drops by about the file's size); ParquetFile skips pyarrow.dataset.
-            with pq.ParquetFile(file, pre_buffer=False) as parquet:
+            # Text columns are read as dictionaries: Parquet stores them so, and their categories
+            # then come without decoding every string and hashing it again.
+            with pq.ParquetFile(file, pre_buffer=False, read_dictionary=_text_columns(pq.read_schema(file))) as parquet:
                 return parquet.read()
         import pyarrow.json as pa_json
 
         return pa_json.read_json(file)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise ArgumentError(OWNER, argument, f"cannot read {str(file)!r} as {kind}: {exc}") from None
+
+
+def _text_columns(schema: Any) -> list[str]:
+    """The top-level text columns of an Arrow schema."""
+    import pyarrow.types as pat
+
+    return [field.name for field in schema if pat.is_string(field.type) or pat.is_large_string(field.type)]
 
 
 def _read_csv(pa: Any, file: Path, delimiter: str) -> Any:
@@ -151,11 +162,22 @@ def missing_counts(table: Any, columns: Sequence[str]) -> dict[str, int]:
     for name in columns:
         column = table.column(name)
         count = column.null_count
-        if pat.is_floating(column.type):
+        # A float column whose sum is a number holds no NaN: summing is cheaper than counting.
+        if pat.is_floating(column.type) and not (_summable(column.type) and _is_number(pc.sum(column).as_py())):
             count += int(pc.sum(pc.is_nan(column)).as_py() or 0)
         if count:
             counts[name] = count
     return counts
+
+
+def _summable(kind: Any) -> bool:
+    import pyarrow.types as pat
+
+    return bool(pat.is_float32(kind) or pat.is_float64(kind))
+
+
+def _is_number(value: float | None) -> bool:
+    return value is None or not math.isnan(value)
 
 
 def complete_rows(table: Any, columns: Sequence[str]) -> Any:

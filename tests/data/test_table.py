@@ -302,6 +302,29 @@ def test_dropped_rows_split_files_and_a_regression_target_equal_the_reference(tm
         assert data.row_ids(split) == ("row", kept["test" if split == "test" else "train"][taken].tolist())
 
 
+@pytest.mark.parametrize("lowest", [0, -2])  # integer classes counted, or (negative) hashed
+def test_a_parquet_file_of_many_row_groups_equals_the_reference(tmp_path: Path, lowest: int) -> None:
+    """Parquet text is read as dictionaries, one per row group (the rare category in a few of them):
+    the codes are those of one table; integer classes are indices in sorted order."""
+    rows = 10_000
+    columns = mixed(rows, seed=6)
+    classes = np.arange(rows) * 7 % 4
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({**columns, "label": (classes + lowest).tolist()}), path, row_group_size=700)
+    assert pa.types.is_dictionary(read_table(path).schema.field("color").type)
+    data = table_data(path=str(path), fill_missing="mean", split_seed=3)
+    parts = split_rows(rows, seed=3)
+    features = reference_features(columns, parts["train"], "mean")
+    for split, taken in parts.items():
+        inputs, target = data.datasets[split].tensors
+        assert torch.equal(inputs, torch.from_numpy(features[taken]))
+        assert torch.equal(target, torch.from_numpy(classes[taken]))
+    assert data.class_names == [str(lowest + i) for i in range(4)]
+    text = table_data(path=str(write({"x": [1.0, 2.0, 3.0, 4.0], "label": ["b", "a", "b", "a"]},
+                                     tmp_path / "text.parquet")), val_fraction=0.0, test_fraction=0.0)
+    assert text.target_code is not None and text.target_code.reason == "the target holds string values"
+
+
 def test_a_text_column_keeps_its_codes_when_max_categories_needs_a_wider_type(tmp_path: Path) -> None:
     train = write({"c": ["a", "b", "a", "b"] * 5, "label": [0, 1] * 10}, tmp_path / "train.csv")
     test = write({"c": ["b", "z"], "label": [0, 1]}, tmp_path / "test.csv")

@@ -1,0 +1,68 @@
+"""Arrow columns as numpy arrays, without copies where the buffers allow: numbers as float64,
+text as distinct values and each row's index among them, small integer sets counted.
+
+pyarrow is imported inside the functions: importing this module does not need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def float_values(column: Any) -> np.ndarray:
+    """A numeric column as float64 with NaN where values are missing."""
+    import pyarrow.compute as pc
+
+    return np.asarray(numpy_values(pc.cast(column, "float64")), dtype=np.float64)
+
+
+def numpy_values(values: Any) -> np.ndarray:
+    """An Arrow array or chunked array as one numpy array (nulls as NaN in floats), a view when it can
+    be. A chunked array is combined first: its own ``to_numpy`` goes through pandas' conversion and
+    took several times longer on a CSV column of a few hundred chunks."""
+    return np.asarray(one_array(values).to_numpy(zero_copy_only=False))
+
+
+def one_array(values: Any) -> Any:
+    """An Arrow chunked array as one array (``combine_chunks`` copies even a single chunk)."""
+    if not hasattr(values, "combine_chunks"):
+        return values
+    return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+
+
+def distinct_values(column: Any) -> tuple[list[str | None], np.ndarray]:
+    """A text (or dictionary) column's distinct values as strings (``None``: missing) and each row's
+    index among them. A dictionary column (Parquet text is read as one) is not hashed again."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)  # one pass of hashing; every chunk shares the dictionary
+    combined = one_array(column)  # several chunks: their dictionaries are unified
+    values = pc.cast(combined.dictionary, pa.string()).to_pylist() + [None]  # the last one: missing
+    indices = combined.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, len(values) - 1)
+    index = np.asarray(indices.to_numpy(zero_copy_only=False))
+    return values, index.astype(np.int64) if index.dtype.kind == "u" else index
+
+
+def small_integers(columns: Sequence[Any], limit: int = 1 << 20) -> list[int] | None:
+    """The sorted distinct values of integer ``columns`` without missing values, counted rather than
+    hashed, when they lie in ``[0, limit)``; ``None`` for other columns (``limit=0``: only check the type)."""
+    import pyarrow.compute as pc
+    import pyarrow.types as pat
+
+    if not all(pat.is_integer(c.type) and not pat.is_uint64(c.type) and not c.null_count
+               for c in columns):
+        return None
+    if not limit:
+        return []
+    ranges = [pc.min_max(c).as_py() for c in columns if len(c)]
+    if not ranges or min(r["min"] for r in ranges) < 0 or max(r["max"] for r in ranges) >= limit:
+        return None
+    counts = sum(np.bincount(numpy_values(column), minlength=max(r["max"] for r in ranges) + 1) for column in columns)
+    return np.flatnonzero(counts).tolist()
