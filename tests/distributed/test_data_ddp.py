@@ -25,20 +25,28 @@ def _state(run_dir: Path) -> dict[str, torch.Tensor]:
     return dict(torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
 
 
-def test_hf_dataset_on_two_workers_trains_like_one_process_with_the_global_batch(tmp_path: Path) -> None:
-    pytest.importorskip("datasets")
-    # Each worker reads the saved dataset itself; full global batches of 64, synchronised batch norm, no dropout.
-    common = ["experiment=hf_digits", "trainer.max_epochs=2", "trainer.limit_train_batches=8", "model.net.dropout=0.0",
-              "logger=none", "~callbacks.progress_bar"]
-    rc, _, err = run([*MODULE, *DDP, "data.batch_size=32", "accelerator.sync_batchnorm=true", *common], tmp_path / "ddp")
+def _two_workers_and_one_process(tmp_path: Path, common: list[str], batch_size: int) -> tuple[Path, Path]:
+    """Run folders of ``common`` on 2 DDP workers (``batch_size`` each, synchronised batch norm) and in
+    one process with the global batch, after checking both end with the same weights."""
+    rc, _, err = run([*MODULE, *DDP, f"data.batch_size={batch_size}", "accelerator.sync_batchnorm=true", *common],
+                     tmp_path / "ddp")
     assert rc == 0, err
-    rc, _, err = run([*MODULE, "data.batch_size=64", *common], tmp_path / "one")
+    rc, _, err = run([*MODULE, f"data.batch_size={2 * batch_size}", *common], tmp_path / "one")
     assert rc == 0, err
     ddp_dir, one_dir = only_run_dir(tmp_path / "ddp"), only_run_dir(tmp_path / "one")
     ddp_state, one_state = _state(ddp_dir), _state(one_dir)
     assert ddp_state.keys() == one_state.keys()
     for key in one_state:
         torch.testing.assert_close(ddp_state[key], one_state[key], atol=1e-4, rtol=1e-3, msg=key)
+    return ddp_dir, one_dir
+
+
+def test_hf_dataset_on_two_workers_trains_like_one_process_with_the_global_batch(tmp_path: Path) -> None:
+    pytest.importorskip("datasets")
+    # Each worker reads the saved dataset itself; full global batches of 64, synchronised batch norm, no dropout.
+    common = ["experiment=hf_digits", "trainer.max_epochs=2", "trainer.limit_train_batches=8", "model.net.dropout=0.0",
+              "logger=none", "~callbacks.progress_bar"]
+    ddp_dir, one_dir = _two_workers_and_one_process(tmp_path, common, batch_size=32)
     assert results(ddp_dir)["global_step"] == results(one_dir)["global_step"] == 16
     assert results(ddp_dir)["test"]["test/acc"] == pytest.approx(results(one_dir)["test"]["test/acc"], abs=1e-3)
 
@@ -54,15 +62,7 @@ def test_image_folder_on_two_workers_trains_like_one_process_with_the_global_bat
     # 150 images, 106 to train: batches of 32, 32, 32, 10 (16, 16, 16, 5 per rank: no padded repeats)
     root = write_shapes_folder(tmp_path / "shapes", per_class=50)
     common = [*IMAGES, f"data.root={root}", "trainer.max_epochs=2"]
-    rc, _, err = run([*MODULE, *DDP, "data.batch_size=16", "accelerator.sync_batchnorm=true", *common], tmp_path / "ddp")
-    assert rc == 0, err
-    rc, _, err = run([*MODULE, "data.batch_size=32", *common], tmp_path / "one")
-    assert rc == 0, err
-    ddp_dir, one_dir = only_run_dir(tmp_path / "ddp"), only_run_dir(tmp_path / "one")
-    ddp_state, one_state = _state(ddp_dir), _state(one_dir)
-    assert ddp_state.keys() == one_state.keys()
-    for key in one_state:
-        torch.testing.assert_close(ddp_state[key], one_state[key], atol=1e-4, rtol=1e-3, msg=key)
+    ddp_dir, one_dir = _two_workers_and_one_process(tmp_path, common, batch_size=16)
     assert results(ddp_dir)["global_step"] == results(one_dir)["global_step"] == 8
     for name, value in results(one_dir)["test"].items():
         assert results(ddp_dir)["test"][name] == pytest.approx(value, abs=1e-4), name
