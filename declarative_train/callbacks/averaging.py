@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from declarative_train.utils.dtensors import is_dtensor, local_tensor
+
 
 class AveragedParameters:
     """The floating-point parameters of a model, each once (tied parameters share one entry).
@@ -41,13 +43,13 @@ class AveragedParameters:
                 self.names.append([])
             self.names[index].append(name)
         #: Whether the parameters are sharded DTensors (FSDP2): averages then hold local shards.
-        self.sharded = any(_is_dtensor(p) for p in self.params)
+        self.sharded = any(is_dtensor(p) for p in self.params)
         self._saved: list[torch.Tensor] | None = None
         self.swapped = False
 
     def detached(self) -> list[torch.Tensor]:
         """The parameters' tensors (no autograd history); a sharded parameter's local shard."""
-        return [_local(p.detach()) for p in self.params]
+        return [local_tensor(p.detach()) for p in self.params]
 
     def clones(self) -> list[torch.Tensor]:
         """Copies of the parameters (local shards), on their device."""
@@ -147,22 +149,12 @@ def _fsdp_modules(model: torch.nn.Module) -> list[Any]:
     return [] if fsdp is None else [m for m in model.modules() if isinstance(m, fsdp.FSDPModule)]
 
 
-def _is_dtensor(tensor: Any) -> bool:
-    module = sys.modules.get("torch.distributed.tensor")  # a DTensor exists only once this is loaded
-    return module is not None and isinstance(tensor, module.DTensor)
-
-
-def _local(tensor: torch.Tensor) -> torch.Tensor:
-    """A DTensor's local shard (sharing its memory); any other tensor as it is."""
-    return tensor.to_local() if _is_dtensor(tensor) else tensor  # type: ignore[attr-defined]
-
-
 def _local_copy(saved: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     """A copy of ``saved`` as :meth:`AveragedParameters.detached` holds ``param``: its shard, if sharded."""
-    if _is_dtensor(param) and not _is_dtensor(saved):
+    if is_dtensor(param) and not is_dtensor(saved):
         from torch.distributed.tensor import distribute_tensor
 
         mesh, placements = param.device_mesh, param.placements  # type: ignore[attr-defined]
         saved = distribute_tensor(saved.to(param.dtype), mesh, placements, src_data_rank=None)  # no communication
-    local = _local(param.detach())
-    return _local(saved).to(device=local.device, dtype=local.dtype, copy=True)
+    local = local_tensor(param.detach())
+    return local_tensor(saved).to(device=local.device, dtype=local.dtype, copy=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ from torch import nn
 from declarative_train.callbacks.base import Callback
 from declarative_train.engine import Event, Subscription, TrainingContext, unwrapped
 from declarative_train.errors import ArgumentError
+from declarative_train.utils.dtensors import is_dtensor, local_tensor
 from declarative_train.utils.io import atomic_write_bytes
 
 log = logging.getLogger("declarative_train")
@@ -97,25 +97,15 @@ def summarize(module: nn.Module, max_depth: int = 1, optimizer: torch.optim.Opti
 
 def _bytes(tensors: Sequence[torch.Tensor], *, local: bool = False) -> int:
     """The bytes of ``tensors``: whole, or (``local``) this rank's shards of distributed tensors."""
-    dtensor = _dtensor_class()
-    if local and dtensor is not None:
-        tensors = [t.to_local() if isinstance(t, dtensor) else t for t in tensors]
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return sum(t.numel() * t.element_size() for t in (map(local_tensor, tensors) if local else tensors))
 
 
 def _shard_count(tensor: Any) -> int:
     """How many ranks ``tensor`` is sharded over (FSDP's DTensors; 1 for a plain tensor or a replica)."""
-    dtensor = _dtensor_class()
-    if dtensor is None or not isinstance(tensor, dtensor):
+    if not is_dtensor(tensor):
         return 1
     return math.prod(tensor.device_mesh.size(dim) for dim, placement in enumerate(tensor.placements)
                      if placement.is_shard())
-
-
-def _dtensor_class() -> Any:
-    """``DTensor`` when ``torch.distributed.tensor`` is loaded, as it is wherever a parameter is one (not
-    imported here: that takes half a second)."""
-    return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
 
 
 class ModelSummary(Callback):
