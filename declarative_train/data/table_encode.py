@@ -168,8 +168,9 @@ class TargetCode:
         return None if self.class_values is None else [str(v) for v in self.class_values]
 
 
-def choose_task(column: Any, task: str) -> tuple[str, str]:
-    """``(task, why)`` for the target ``column`` and the configured ``task`` (``auto`` decides)."""
+def choose_task(column: Any, task: str, counted: list[int] | None = None) -> tuple[str, str]:
+    """``(task, why)`` for the target ``column`` and the configured ``task`` (``auto`` decides);
+    ``counted``: the column's :func:`small_integers`, when known."""
     import pyarrow.compute as pc
     import pyarrow.types as pat
 
@@ -182,7 +183,7 @@ def choose_task(column: Any, task: str) -> tuple[str, str]:
     if is_text(kind) or pat.is_boolean(kind):
         return "classification", f"the target holds {shown} values"
     if pat.is_integer(kind):
-        counted = small_integers([column])
+        counted = small_integers([column]) if counted is None else counted
         distinct = len(counted) if counted is not None else len(pc.unique(column).drop_null())
         if distinct <= MAX_AUTO_CLASSES:
             return "classification", f"the target holds integers with {distinct} distinct values (<= {MAX_AUTO_CLASSES})"
@@ -199,9 +200,9 @@ def fit_target(columns: Sequence[Any], train: Any, name: str, task: str, *, stan
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    chosen, reason = choose_task(columns[0], task)
+    values = small_integers(columns) if task != "regression" else None  # counted once for both steps
+    chosen, reason = choose_task(columns[0], task, values if len(columns) == 1 else None)
     if chosen == "classification":
-        values = small_integers(columns)
         if values is None:
             merged = pa.chunked_array([chunk for c in columns for chunk in _as_classes(c).chunks],
                                       type=_as_classes(columns[0]).type)
@@ -225,8 +226,12 @@ def encode_target(column: Any, code: TargetCode) -> np.ndarray:
     if code.class_values is None:
         return ((float_values(column) - code.mean) / code.std).astype(np.float32)
     if all(type(v) is int for v in code.class_values) and small_integers([column], limit=0) is not None:
-        # integer classes of integers without gaps: found by bisection rather than hashing
         values, known = numpy_values(column), np.array(code.class_values, dtype=np.int64)
+        if len(values) and code.class_values == tuple(range(len(known))):
+            extremes = pc.min_max(column)  # classes 0..k-1: a value among them is its own index
+            if extremes["min"].as_py() >= 0 and extremes["max"].as_py() < len(known):
+                return values.astype(np.int64)
+        # integer classes of integers without missing values: found by bisection rather than hashing
         found = np.searchsorted(known, values)
         hit = known.take(found, mode="clip") == values
         return found if hit.all() else np.where(hit, found, -1)

@@ -16,7 +16,7 @@ import pyarrow.json  # noqa: E402, F401 - imported before a test hides pyarrow
 import pyarrow.parquet as pq  # noqa: E402
 
 from declarative_train.data import SklearnTable, TableData  # noqa: E402
-from declarative_train.data.table_encode import MAX_AUTO_CLASSES  # noqa: E402
+from declarative_train.data.table_encode import MAX_AUTO_CLASSES, TargetCode, encode_target  # noqa: E402
 from declarative_train.data.table_read import read_table  # noqa: E402
 from declarative_train.errors import ArgumentError, ConfigError  # noqa: E402
 
@@ -339,3 +339,12 @@ def test_a_csv_whose_later_block_widens_a_column_reads_as_read_csv_does(tmp_path
     table = read_table(path)
     assert table.schema.field("a").type == pa.float64() and table.equals(pa_csv.read_csv(path))
     assert table.column("a")[rows].as_py() == 0.5
+
+
+@pytest.mark.parametrize("classes", [(0, 1, 2), (1, 2, 5)])  # indices themselves, or found by bisection
+def test_integer_class_indices_and_a_value_of_no_class(classes: tuple[int, ...]) -> None:
+    code = TargetCode("label", "classification", "test", class_values=classes)
+    values = [classes[2], classes[0], classes[1], classes[2]]
+    assert encode_target(pa.chunked_array([values]), code).tolist() == [2, 0, 1, 2]
+    unknown = encode_target(pa.chunked_array([[classes[1], 7, -1]]), code)
+    assert unknown.dtype == np.int64 and unknown.tolist() == [1, -1, -1]
