@@ -23,6 +23,17 @@
    the data module's loader (one indexing per batch) vs a hand-written loop over a plain
    ``DataLoader(TensorDataset)`` of the same tensors; interleaved rounds, samples per second.
 
+Memory is made resident before each clock starts: on this machine (a KVM guest whose balloon
+device reports freed memory to the host) a page the host has taken back costs tens of microseconds
+at its first touch instead of a fraction of one: a fresh 192 MB buffer took 0.02 s or 0.75-1.5 s,
+by chance, and with cold memory a round's ratio swung from 0.4x to 3x with whichever contender met
+such pages (pyarrow's Parquet read took 0.17-1.65 s, its CSV read 3.7-4.8 s instead of about 1 s).
+Each child writes and frees ``--resident-mib`` (1 GiB) first, both contenders alike; that steadies
+the times (pyarrow's Parquet read 0.13-0.19 s) but not every page (memory freed in 2 MB blocks goes
+back to the host within seconds). ``--cold`` measures without, as earlier versions did. The
+``faults`` line counts minor page faults (numpy asks for huge pages for large arrays: few faults,
+each a 2 MB page; mimalloc, pyarrow's pool, takes 4 KB pages).
+
 A third contender, ``read``, is TableData's own reading alone (``table_read.read_table``: CSV
 block by block, Parquet without pre-buffering and its text columns as dictionaries), so that the
 encoding's share shows. The children run with ``OMP_NUM_THREADS=1``, which also sets pyarrow's
@@ -33,7 +44,8 @@ Earlier versions of this bench wrote the text columns as the digits 0-7, which a
 for integers (the CSV case had no text column: 20 inputs), timed the lazy imports with the load,
 and took the peak from ``ru_maxrss`` (the process's lifetime peak, imports included).
 
-Usage: ``python bench/bench_table.py [--rows 1000000] [--rounds 3] [--train-rows 20000] [--skip-throughput]``
+Usage: ``python bench/bench_table.py [--rows 1000000] [--rounds 3] [--formats csv,parquet] [--cold]
+[--train-rows 20000] [--skip-throughput]``
 """
 
 from __future__ import annotations
@@ -52,7 +64,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
-import json, os, sys, time
+import json, os, resource, sys, time
 import pyarrow.compute, pyarrow.csv, pyarrow.dataset, pyarrow.parquet
 import torch  # imported before the baseline: both contenders pay it outside the measurement
 try:
@@ -69,10 +81,14 @@ def high_water_mark():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
-kind, path = sys.argv[1], sys.argv[2]
+kind, path, resident = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if resident:  # pages the host has taken back are slow to touch again (see --cold): give the kernel warm ones
+    import numpy
+    numpy.ones(resident, numpy.uint8)  # written, then freed (unmapped) at once
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the high-water mark restarts from the current RSS
 before = rss()
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 start, cpu = time.perf_counter(), os.times()
 if kind == "pyarrow":
     table = pyarrow.parquet.read_table(path) if path.endswith(".parquet") else pyarrow.csv.read_csv(path)
@@ -88,7 +104,8 @@ else:
 seconds = time.perf_counter() - start
 cpu = sum(os.times()[:2]) - sum(cpu[:2])  # user + system seconds of every thread: less swayed by a busy machine
 peak = high_water_mark() - before
-print(json.dumps({"seconds": seconds, "cpu": cpu, "peak": peak, "raw": raw, "encoded": encoded}))
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+print(json.dumps({"seconds": seconds, "cpu": cpu, "peak": peak, "raw": raw, "encoded": encoded, "faults": faults}))
 """
 
 
@@ -113,20 +130,21 @@ def write_tables(rows: int, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def load(kind: str, path: Path) -> dict[str, float]:
+def load(kind: str, path: Path, resident: int) -> dict[str, float]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", CHILD, kind, str(path)], env=env, check=True,
+    out = subprocess.run([sys.executable, "-c", CHILD, kind, str(path), str(resident)], env=env, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def bench_loading(paths: dict[str, Path], rounds: int) -> None:
-    print(f"\nloading ({rounds} rounds, fresh processes; medians, [min-max])")
+def bench_loading(paths: dict[str, Path], rounds: int, resident: int) -> None:
+    memory = f"{resident / 2**20:.0f} MiB made resident first" if resident else "cold memory"
+    print(f"\nloading ({rounds} rounds, fresh processes, {memory}; medians, [min-max])")
     for fmt, path in paths.items():
         runs: dict[str, list[dict[str, float]]] = {"pyarrow": [], "read": [], "table": []}
         for _ in range(rounds):
             for kind in random.sample(list(runs), len(runs)):
-                runs[kind].append(load(kind, path))
+                runs[kind].append(load(kind, path, resident))
         raw = statistics.median(r["raw"] for r in runs["pyarrow"])
         arrow_s = [r["seconds"] for r in runs["pyarrow"]]
         ours_s = [r["seconds"] for r in runs["table"]]
@@ -141,8 +159,13 @@ def bench_loading(paths: dict[str, Path], rounds: int) -> None:
               f"{_range([o / a for o, a in zip(ours_peak, arrow_peak)])}x pyarrow's peak")
         read_s = [r["seconds"] for r in runs["read"]]
         print(f"           read only {_s(read_s)}, peak {_range([r['peak'] / 2**20 for r in runs['read']], 0)} MiB")
-        print(f"           time      {_range([o / a for o, a in zip(ours_s, arrow_s)])}x pyarrow's, "
+        ratios = [o / a for o, a in zip(ours_s, arrow_s)]
+        print(f"           time      {_range(ratios)}x pyarrow's, "
               f"{_range([o / a for o, a in zip(ours_s, read_s)])}x the read alone (paired by round)")
+        print(f"           by round  {' '.join(f'{r:.2f}' for r in ratios)}")
+        faults = {kind: statistics.median(r["faults"] for r in values) for kind, values in runs.items()}
+        print(f"           faults    pyarrow {faults['pyarrow']:.0f}, read only {faults['read']:.0f}, "
+              f"TableData {faults['table']:.0f} (minor page faults, medians)")
         cpu = {kind: [r["cpu"] for r in values] for kind, values in runs.items()}
         print(f"           cpu s     pyarrow {_range(cpu['pyarrow'])}, read only {_range(cpu['read'])}, "
               f"TableData {_range(cpu['table'])}: {_range([o / a for o, a in zip(cpu['table'], cpu['pyarrow'])])}x")
@@ -204,6 +227,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--train-rows", type=int, default=20_000, help="rows of the train split in the throughput part")
     parser.add_argument("--skip-throughput", action="store_true", help="measure loading only")
+    parser.add_argument("--formats", default="csv,parquet", help="the file formats to load, comma-separated")
+    parser.add_argument("--cold", action="store_true",
+                        help="load without first making memory resident (each contender then meets the host's "
+                             "reclaimed pages by chance)")
+    parser.add_argument("--resident-mib", type=int, default=1024,
+                        help="memory each child writes and frees before its clock starts")
     args = parser.parse_args()
     random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,7 +240,8 @@ def main() -> None:
         paths = write_tables(args.rows, Path(tmp))
         print(f"{args.rows} rows x 20 columns + label written in {time.perf_counter() - started:.1f} s "
               f"(CSV {paths['csv'].stat().st_size / 2**20:.0f} MiB, Parquet {paths['parquet'].stat().st_size / 2**20:.0f} MiB)")
-        bench_loading(paths, args.rounds)
+        chosen = {fmt: paths[fmt] for fmt in args.formats.split(",")}
+        bench_loading(chosen, args.rounds, 0 if args.cold else args.resident_mib * 2**20)
         if not args.skip_throughput:
             bench_throughput(paths["parquet"], args.rounds, args.train_rows)
 
