@@ -234,13 +234,16 @@ def main() -> None:
     parser.add_argument("--resident-mib", type=int, default=1024,
                         help="memory each child writes and frees before its clock starts")
     args = parser.parse_args()
+    formats = args.formats.split(",")
+    if not formats or any(fmt not in ("csv", "parquet") for fmt in formats):
+        parser.error(f"--formats takes csv and/or parquet, comma-separated, got {args.formats!r}")
     random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         paths = write_tables(args.rows, Path(tmp))
         print(f"{args.rows} rows x 20 columns + label written in {time.perf_counter() - started:.1f} s "
               f"(CSV {paths['csv'].stat().st_size / 2**20:.0f} MiB, Parquet {paths['parquet'].stat().st_size / 2**20:.0f} MiB)")
-        chosen = {fmt: paths[fmt] for fmt in args.formats.split(",")}
+        chosen = {fmt: paths[fmt] for fmt in formats}
         bench_loading(chosen, args.rounds, 0 if args.cold else args.resident_mib * 2**20)
         if not args.skip_throughput:
             bench_throughput(paths["parquet"], args.rounds, args.train_rows)
