@@ -10,7 +10,6 @@ of a whole table, of the train rows or of a split is made on the way.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,10 +32,8 @@ from declarative_train.data.table_encode import (
     layout,
 )
 from declarative_train.data.table_matrix import assemble, code_type, standardize_into
-from declarative_train.data.table_read import pyarrow_module
+from declarative_train.data.table_read import pyarrow_module, worker_threads
 
-#: Columns encoded at once (each holds its own float64 copies while it is encoded).
-_THREADS = 2
 #: ``{split: (table name, row indices in the split's order)}``; the train split's table is ``"train"``.
 Parts = Mapping[str, tuple[str, np.ndarray]]
 #: ``{split: (standardised numeric columns (columns, rows) float32, text category indices (columns, rows))}``
@@ -76,7 +73,7 @@ def encode_features(tables: dict[str, dict[str, Any]], parts: Parts, names: Sequ
         pool.release_unused()
         return code
 
-    with ThreadPoolExecutor(_threads()) as workers:
+    with ThreadPoolExecutor(worker_threads()) as workers:
         # text first: its temporaries come before the numeric columns' pages of ``numbers`` are touched
         by_name = dict(zip(text + numeric, workers.map(encode, text + numeric)))
     fitted = [by_name[name] for name in names]
@@ -91,7 +88,7 @@ def assemble_inputs(fitted: Sequence[ColumnCode], encoded: Encoded) -> dict[str,
     for split in list(encoded):  # the train split (the largest) first, then its columns go
         numbers, codes = encoded.pop(split)
         inputs[split] = torch.from_numpy(assemble(codes.shape[1], width, numbers, number_columns, codes, code_offsets,
-                                                  threads=_threads()))
+                                                  threads=worker_threads()))
     return inputs
 
 
@@ -133,13 +130,6 @@ def _encode_numbers(name: str, columns: dict[str, Any], parts: Parts, numbers: d
             taken = np.take(values[table], rows, out=deviations[:len(rows)], mode="clip")
             numbers[split][index] = np.divide(np.subtract(taken, code.mean, out=taken), code.std, out=taken)
     return code
-
-
-def _threads() -> int:
-    """Threads to encode with: :data:`_THREADS`, or fewer cores. (Not pyarrow's ``cpu_count``, which
-    ``OMP_NUM_THREADS`` sets: it limits OpenMP's threads, and torch's, not these.)"""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(_THREADS, cores))
 
 
 class _Scratch(threading.local):
