@@ -37,15 +37,16 @@ each a 2 MB page; mimalloc, pyarrow's pool, takes 4 KB pages).
 A third contender, ``read``, is TableData's own reading alone (``table_read.read_table``: CSV
 block by block, Parquet without pre-buffering and its text columns as dictionaries), so that the
 encoding's share shows. The children run with ``OMP_NUM_THREADS=1``, which also sets pyarrow's
-``cpu_count``: pyarrow reads on one thread; TableData encodes on two (its own threads, not
-OpenMP's), so the ``cpu s`` line, all threads summed, is the ratio a busy machine shows.
+``cpu_count``: pyarrow reads on one thread; TableData reads and encodes on two (its own threads,
+not OpenMP's), so the ``cpu s`` line, all threads summed, is the ratio a busy machine shows.
+``--omp-threads unset`` leaves pyarrow its default, every core: the same thread budget for both.
 
 Earlier versions of this bench wrote the text columns as the digits 0-7, which a CSV reader takes
 for integers (the CSV case had no text column: 20 inputs), timed the lazy imports with the load,
 and took the peak from ``ru_maxrss`` (the process's lifetime peak, imports included).
 
 Usage: ``python bench/bench_table.py [--rows 1000000] [--rounds 3] [--formats csv,parquet] [--cold]
-[--train-rows 20000] [--skip-throughput]``
+[--omp-threads 1|N|unset] [--train-rows 20000] [--skip-throughput]``
 """
 
 from __future__ import annotations
@@ -130,21 +131,25 @@ def write_tables(rows: int, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def load(kind: str, path: Path, resident: int) -> dict[str, float]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+def load(kind: str, path: Path, resident: int, omp_threads: str) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("OMP_NUM_THREADS", None)
+    if omp_threads != "unset":
+        env["OMP_NUM_THREADS"] = omp_threads
     out = subprocess.run([sys.executable, "-c", CHILD, kind, str(path), str(resident)], env=env, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def bench_loading(paths: dict[str, Path], rounds: int, resident: int) -> None:
+def bench_loading(paths: dict[str, Path], rounds: int, resident: int, omp_threads: str) -> None:
     memory = f"{resident / 2**20:.0f} MiB made resident first" if resident else "cold memory"
-    print(f"\nloading ({rounds} rounds, fresh processes, {memory}; medians, [min-max])")
+    threads = "unset (pyarrow uses every core)" if omp_threads == "unset" else omp_threads
+    print(f"\nloading ({rounds} rounds, fresh processes, {memory}, OMP_NUM_THREADS {threads}; medians, [min-max])")
     for fmt, path in paths.items():
         runs: dict[str, list[dict[str, float]]] = {"pyarrow": [], "read": [], "table": []}
         for _ in range(rounds):
             for kind in random.sample(list(runs), len(runs)):
-                runs[kind].append(load(kind, path, resident))
+                runs[kind].append(load(kind, path, resident, omp_threads))
         raw = statistics.median(r["raw"] for r in runs["pyarrow"])
         arrow_s = [r["seconds"] for r in runs["pyarrow"]]
         ours_s = [r["seconds"] for r in runs["table"]]
@@ -233,7 +238,12 @@ def main() -> None:
                              "reclaimed pages by chance)")
     parser.add_argument("--resident-mib", type=int, default=1024,
                         help="memory each child writes and frees before its clock starts")
+    parser.add_argument("--omp-threads", default="1",
+                        help="OMP_NUM_THREADS of the loading children, which sets pyarrow's thread count ('unset': "
+                             "pyarrow's default, every core)")
     args = parser.parse_args()
+    if args.omp_threads != "unset" and not (args.omp_threads.isdigit() and int(args.omp_threads) > 0):
+        parser.error(f"--omp-threads takes a positive number or 'unset', got {args.omp_threads!r}")
     formats = args.formats.split(",")
     if not formats or any(fmt not in ("csv", "parquet") for fmt in formats):
         parser.error(f"--formats takes csv and/or parquet, comma-separated, got {args.formats!r}")
@@ -244,7 +254,7 @@ def main() -> None:
         print(f"{args.rows} rows x 20 columns + label written in {time.perf_counter() - started:.1f} s "
               f"(CSV {paths['csv'].stat().st_size / 2**20:.0f} MiB, Parquet {paths['parquet'].stat().st_size / 2**20:.0f} MiB)")
         chosen = {fmt: paths[fmt] for fmt in formats}
-        bench_loading(chosen, args.rounds, 0 if args.cold else args.resident_mib * 2**20)
+        bench_loading(chosen, args.rounds, 0 if args.cold else args.resident_mib * 2**20, args.omp_threads)
         if not args.skip_throughput:
             bench_throughput(paths["parquet"], args.rounds, args.train_rows)
 
