@@ -11,14 +11,13 @@ data module's argument (``path``, ``target``, ``features``, ...), which the buil
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from declarative_train.data.table_csv import COMPRESSED, read_csv_file
 from declarative_train.errors import ArgumentError, ConfigError, ConfigIssue
 from declarative_train.utils.text import did_you_mean
 
@@ -26,7 +25,6 @@ OWNER = "TableData"
 FORMATS = ("csv", "tsv", "parquet", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
                ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
-_COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
 INSTALL_HINT = "pip install 'declarative_train[tables]'"
 #: Threads that read (CSV) and encode a table at once, at most.
 MAX_THREADS = 2
@@ -57,7 +55,7 @@ def file_format(path: str | Path, format: str | None = None, argument: str = "pa
                                                  f"{did_you_mean(str(format), FORMATS)}")
         return format
     suffixes = [s.lower() for s in Path(path).suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSED:
+    if suffixes and suffixes[-1] in COMPRESSED:
         suffixes.pop()
     found = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
     if found is None:
@@ -76,7 +74,7 @@ def read_table(path: str | Path, format: str | None = None, argument: str = "pat
     pa = pyarrow_module()
     try:
         if kind in ("csv", "tsv"):
-            return _read_csv(pa, file, "\t" if kind == "tsv" else ",")
+            return read_csv_file(file, "\t" if kind == "tsv" else ",", worker_threads())
         if kind == "parquet":
             import pyarrow.parquet as pq
 
@@ -98,174 +96,6 @@ def _text_columns(schema: Any) -> list[str]:
     import pyarrow.types as pat
 
     return [field.name for field in schema if pat.is_string(field.type) or pat.is_large_string(field.type)]
-
-
-def _read_csv(pa: Any, file: Path, delimiter: str) -> Any:
-    """A CSV file read block by block, as ``pyarrow.csv.read_csv`` would read it.
-
-    The streaming reader holds about the table (``read_csv`` peaks at three times its size) but
-    infers the column types from the first block (1 MB) only; a later value the type cannot hold
-    (a decimal in a column of integers) is an error, and then the file is read again with
-    ``read_csv``, which widens a column's type to hold every value. A large uncompressed file is
-    cut at line breaks into parts read at once on :func:`worker_threads` threads (a streaming
-    reader parses on one thread), the later parts with the column names and types of the first;
-    where a part fails, or a cut turns out to lie within a quoted value, the file is read again
-    in one part.
-    """
-    import pyarrow.csv as pa_csv
-
-    parse = pa_csv.ParseOptions(delimiter=delimiter)
-    try:
-        cuts = [0] if file.suffix in _COMPRESSED else _line_cuts(file, worker_threads())
-        if len(cuts) > 1:
-            try:
-                table = _read_parts(pa, file, cuts, parse)
-                if table is not None:
-                    return table
-            except pa.ArrowInvalid:
-                pass  # a later value the first part's types cannot hold, or a cut within a quoted value
-        return _read_parts(pa, file, [0], parse)
-    except pa.ArrowInvalid:
-        return pa_csv.read_csv(file, parse_options=parse)
-
-
-def _read_parts(pa: Any, file: Path, cuts: list[int], parse: Any) -> Any:
-    """``file`` read in the parts that start at the byte offsets ``cuts``, one thread each, as one
-    table; ``None`` when a part but the last ends within a quoted value (its cut is no row's end)."""
-    import pyarrow.csv as pa_csv
-
-    ends = [*cuts[1:], None]
-    with _input(pa, file, 0, ends[0]) as stream, pa_csv.open_csv(stream, parse_options=parse) as first:
-        # The later parts parse on the threads that read them (use_threads=False): pyarrow's own
-        # pool has OMP_NUM_THREADS threads, maybe one, and the first part parses there.
-        read = pa_csv.ReadOptions(use_threads=False, column_names=first.schema.names)
-        convert = pa_csv.ConvertOptions(column_types=first.schema)
-
-        def read_part(index: int) -> Any:
-            with _input(pa, file, cuts[index], ends[index]) as part, \
-                    pa_csv.open_csv(part, read_options=read, parse_options=parse, convert_options=convert) as reader:
-                table = _gathered(pa, reader, first.schema)
-            pa.default_memory_pool().release_unused()  # mimalloc hands back only the calling thread's free pages
-            return table
-
-        with ThreadPoolExecutor(max(len(cuts) - 1, 1)) as workers:
-            later = workers.map(read_part, range(1, len(cuts)))  # started while this thread reads the first
-            parts = [_gathered(pa, first, first.schema), *later]
-    if any(_ends_in_quotes(pa, part) for part in parts[:-1]):
-        return None
-    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-
-
-def _ends_in_quotes(pa: Any, part: Any) -> bool:
-    """Whether a part's text ended within a quoted value, as far as its parse shows.
-
-    A value quoted across a line break the part was cut at runs to the part's end: pyarrow takes
-    a quote left open at the end for closed there. Unless it is the last column, the row comes
-    out short, which is an error; in the last column the value ends with the cut's line break. (A
-    value that really ends with a line break has the file read again, in one part: slower, not wrong.)
-    """
-    last = part.schema.field(part.num_columns - 1).type
-    if not part.num_rows or not (pa.types.is_string(last) or pa.types.is_large_string(last)):
-        return False
-    value = part.column(part.num_columns - 1)[-1].as_py()
-    return value is not None and value.endswith("\n")
-
-
-#: A streaming CSV read copies its batches into chunks of about this size (:func:`_gathered`).
-_CHUNK_BYTES = 16 << 20
-
-
-def _gathered(pa: Any, batches: Any, schema: Any) -> Any:
-    """The record ``batches`` as one table, copied into chunks of about :data:`_CHUNK_BYTES` as they come.
-
-    A streaming reader allocates each block's column buffers one after another (tens of KB each),
-    so every column's buffers share the allocator's pages: a column dropped once it is encoded
-    would free no page until every other column had gone too, and the encoded arrays would come
-    on top of the whole table. Each chunk copied here is one allocation per column (the blocks'
-    pages are reused by the next blocks), so a dropped column hands its memory back. The copy
-    costs about 3% of the read.
-    """
-    chunks, pending, size = [], [], 0
-    for batch in batches:
-        pending.append(batch)
-        size += batch.nbytes
-        if size >= _CHUNK_BYTES:
-            chunks.append(pa.Table.from_batches(pending, schema=schema).combine_chunks())
-            pending, size = [], 0
-    if pending or not chunks:
-        chunks.append(pa.Table.from_batches(pending, schema=schema).combine_chunks())
-    return chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
-
-
-#: A CSV file is read in parts when each part would be at least this large.
-_CSV_PART_BYTES = 16 << 20
-#: How far from a planned cut a line break is looked for.
-_LINE_WINDOW = 1 << 20
-
-
-def _line_cuts(file: Path, parts: int) -> list[int]:
-    """Byte offsets that cut ``file`` into about ``parts`` parts, each starting a line (``[0]``: one
-    part). A cut may still fall within a quoted value that holds a line break: :func:`_read_parts`
-    finds out from the parse."""
-    size = file.stat().st_size
-    if parts < 2 or size < parts * _CSV_PART_BYTES:
-        return [0]
-    cuts = [0]
-    with open(file, "rb") as handle:
-        for index in range(1, parts):
-            start = max(size * index // parts, cuts[-1])
-            handle.seek(start)
-            window = handle.read(_LINE_WINDOW)
-            if b"\n" not in window:
-                return [0]  # a line longer than the window: read the file whole
-            cut = start + window.index(b"\n") + 1
-            if cuts[-1] < cut < size:
-                cuts.append(cut)
-    return cuts
-
-
-def _input(pa: Any, file: Path, start: int, end: int | None) -> Any:
-    """An Arrow input stream of ``file``'s bytes ``start:end`` (``end`` None: to the end)."""
-    if start == 0 and end is None:
-        return pa.input_stream(str(file))  # decompressed by its extension
-    return pa.PythonFile(_ByteRange(file, start, end), mode="r")
-
-
-class _ByteRange(io.RawIOBase):
-    """A file's bytes ``start:end`` (``end`` None: to the end of the file), read as a stream."""
-
-    def __init__(self, file: Path, start: int, end: int | None) -> None:
-        super().__init__()
-        self._handle = open(file, "rb")  # noqa: SIM115 - closed by close()
-        self._handle.seek(start)
-        self._left = (end if end is not None else file.stat().st_size) - start
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        count = self._handle.readinto(view[:min(len(view), self._left)]) or 0
-        self._left -= count
-        return count
-
-    def read_buffer(self, nbytes: int | None = None) -> Any:
-        """The next ``nbytes`` bytes (``None`` or negative: the rest) in a buffer of Arrow's memory pool.
-
-        ``pyarrow.PythonFile`` reads through this method when there is one. Without it, each
-        block would be a ``bytes`` object from the C allocator, whose arenas for the reading
-        threads kept 30-40 MB after the file was read.
-        """
-        wanted = self._left if nbytes is None or nbytes < 0 else min(nbytes, self._left)
-        buffer = pyarrow_module().allocate_buffer(wanted, resizable=True)
-        count = self.readinto(buffer)
-        if count < wanted:
-            buffer.resize(count)
-        return buffer
-
-    def close(self) -> None:
-        self._handle.close()
-        super().close()
 
 
 def select_columns(table: Any, target: str, features: Sequence[str] | None, drop: Sequence[str],

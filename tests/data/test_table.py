@@ -15,7 +15,7 @@ import pyarrow.csv as pa_csv  # noqa: E402
 import pyarrow.json  # noqa: E402, F401 - imported before a test hides pyarrow
 import pyarrow.parquet as pq  # noqa: E402
 
-from declarative_train.data import SklearnTable, TableData  # noqa: E402
+from declarative_train.data import SklearnTable, TableData, table_csv  # noqa: E402
 from declarative_train.data.table_encode import MAX_AUTO_CLASSES, TargetCode, encode_target  # noqa: E402
 from declarative_train.data.table_read import read_table  # noqa: E402
 from declarative_train.errors import ArgumentError, ConfigError  # noqa: E402
@@ -332,8 +332,13 @@ def test_a_text_column_keeps_its_codes_when_max_categories_needs_a_wider_type(tm
     assert data.datasets["test"].tensors[0].tolist() == [[0.0, 1.0], [0.0, 0.0]]
 
 
-def test_a_csv_whose_later_block_widens_a_column_reads_as_read_csv_does(tmp_path: Path) -> None:
-    rows = 200_000  # over one 1 MB block: the streaming reader takes 'a' for integers from the first
+def test_a_csv_whose_later_block_widens_a_column_reads_as_read_csv_does(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # In parts of 64 KB, and over one 1 MB block: the parts and the streaming reader take 'a' for
+    # integers from the first part or block, and then read_csv reads the file whole.
+    monkeypatch.setattr(table_csv, "FIRST_PART_BYTES", 1 << 16)
+    monkeypatch.setattr(table_csv, "PART_BYTES", 1 << 16)
+    rows = 200_000
     path = tmp_path / "t.csv"
     path.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(rows)) + "0.5,1\n")
     table = read_table(path)
