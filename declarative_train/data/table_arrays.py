@@ -12,11 +12,21 @@ from typing import Any
 import numpy as np
 
 
-def float_values(column: Any) -> np.ndarray:
-    """A numeric column as float64 with NaN where values are missing."""
+def float_values(column: Any, scratch: np.ndarray | None = None) -> np.ndarray:
+    """A numeric column as float64 with NaN where values are missing. A float64 column of several
+    chunks is copied into the first rows of ``scratch`` when given (memory already touched: a fresh
+    array's pages cost a fault each); other columns are cast, or combined, into a new array."""
     import pyarrow.compute as pc
+    import pyarrow.types as pat
 
-    return np.asarray(numpy_values(pc.cast(column, "float64")), dtype=np.float64)
+    if scratch is None or getattr(column, "num_chunks", 1) <= 1 or not pat.is_float64(column.type):
+        return np.asarray(numpy_values(pc.cast(column, "float64")), dtype=np.float64)
+    out = scratch[:len(column)]
+    first = 0
+    for chunk in column.chunks:
+        out[first:first + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+        first += len(chunk)
+    return out
 
 
 def numpy_values(values: Any) -> np.ndarray:

@@ -112,7 +112,9 @@ def _encode_numbers(name: str, columns: dict[str, Any], parts: Parts, numbers: d
     """Fit the numeric column ``name`` on the train rows and write it, standardised, as row ``index``
     of each split's ``numbers``. A ``complete`` column (no value missing in any table) takes the
     path without NaN checks and temporaries, in this thread's ``scratch``."""
-    values = {table: float_values(column) for table, column in columns.items()}
+    # The train table's column in this thread's scratch when it comes in chunks (a CSV file's parts).
+    values = {table: float_values(column, scratch.values(len(column)) if table == "train" else None)
+              for table, column in columns.items()}
     if not (complete and standardize):
         train = values["train"].take(parts["train"][1])  # in the train split's order, as the statistics need
         code = fit_numeric(name, train, fill_missing=fill_missing, standardize=standardize)
@@ -133,13 +135,21 @@ def _encode_numbers(name: str, columns: dict[str, Any], parts: Parts, numbers: d
 
 
 class _Scratch(threading.local):
-    """Two float64 arrays per thread, kept from column to column (fresh memory is slow to touch)."""
+    """Float64 arrays per thread, kept from column to column (fresh memory is slow to touch)."""
 
     def buffers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two arrays of at least ``size`` values: the train rows' deviations and their squares."""
         held = getattr(self, "held", None)
         if held is None or len(held[0]) < size:
             self.held = held = (np.empty(size, np.float64), np.empty(size, np.float64))
         return held
+
+    def values(self, size: int) -> np.ndarray:
+        """An array of at least ``size`` values: a column in file order."""
+        column = getattr(self, "column", None)
+        if column is None or len(column) < size:
+            self.column = column = np.empty(size, np.float64)
+        return column
 
 
 def encode_targets(columns: dict[str, Any], parts: Parts, name: str, task: str, *, standardize: bool,

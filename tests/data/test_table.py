@@ -16,6 +16,7 @@ import pyarrow.json  # noqa: E402, F401 - imported before a test hides pyarrow
 import pyarrow.parquet as pq  # noqa: E402
 
 from declarative_train.data import SklearnTable, TableData, table_csv  # noqa: E402
+from declarative_train.data.table_arrays import float_values  # noqa: E402
 from declarative_train.data.table_encode import MAX_AUTO_CLASSES, TargetCode, encode_target  # noqa: E402
 from declarative_train.data.table_read import read_table  # noqa: E402
 from declarative_train.errors import ArgumentError, ConfigError  # noqa: E402
@@ -353,3 +354,15 @@ def test_integer_class_indices_and_a_value_of_no_class(classes: tuple[int, ...])
     assert encode_target(pa.chunked_array([values]), code).tolist() == [2, 0, 1, 2]
     unknown = encode_target(pa.chunked_array([[classes[1], 7, -1]]), code)
     assert unknown.dtype == np.int64 and unknown.tolist() == [1, -1, -1]
+
+
+@pytest.mark.parametrize("chunks,shared", [([[1.5, None], [3.0], [-2.0, 4.25]], True), ([[1, 2], [None, 4]], False)])
+def test_float_values_of_a_chunked_column_into_scratch(chunks: list[list[Any]], shared: bool) -> None:
+    column = pa.chunked_array(chunks)
+    expected = np.array([np.nan if v is None else float(v) for chunk in chunks for v in chunk])
+    scratch = np.full(10, 7.0)
+    values = float_values(column, scratch)  # float64 chunks are copied into the scratch; integers are cast
+    assert np.shares_memory(values, scratch) == shared and np.array_equal(values, expected, equal_nan=True)
+    assert np.array_equal(float_values(column), expected, equal_nan=True)
+    single = pa.chunked_array([[1.0, 2.0]])
+    assert not np.shares_memory(float_values(single, scratch), scratch)  # one chunk: a view of its buffer
