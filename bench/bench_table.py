@@ -36,10 +36,11 @@ each a 2 MB page; mimalloc, pyarrow's pool, takes 4 KB pages).
 
 A third contender, ``read``, is TableData's own reading alone (``table_read.read_table``: CSV in
 16 MB parts parsed by ``read_csv`` on two threads, Parquet without pre-buffering and its text
-columns as dictionaries), so that the encoding's share shows. The children run with ``OMP_NUM_THREADS=1``, which also sets pyarrow's
-``cpu_count``: pyarrow reads on one thread; TableData reads and encodes on two (its own threads,
-not OpenMP's), so the ``cpu s`` line, all threads summed, is the ratio a busy machine shows.
-``--omp-threads unset`` leaves pyarrow its default, every core: the same thread budget for both.
+columns as dictionaries), so that the encoding's share shows. The children run with
+``OMP_NUM_THREADS=1``, which also sets pyarrow's ``cpu_count``: pyarrow reads on one thread;
+TableData reads and encodes on two (its own threads, not OpenMP's), so the ``cpu s`` line, all
+threads summed, is the ratio a busy machine shows. ``--omp-threads unset`` leaves pyarrow its
+default, every core: the same thread budget for both, the comparison the target is held to.
 
 Earlier versions of this bench wrote the text columns as the digits 0-7, which a CSV reader takes
 for integers (the CSV case had no text column: 20 inputs), timed the lazy imports with the load,
