@@ -52,10 +52,8 @@ def read_csv_file(file: Path, delimiter: str, threads: int) -> Any:
         if file.suffix.lower() not in COMPRESSED:
             try:
                 return _read_in_parts(pa, file, parse, threads)
-            except _NoCut:
-                pass
-            except pa.ArrowInvalid:
-                pass  # a later part holds a value the first part's types cannot, or was cut within quotes
+            except (_NoCut, pa.ArrowInvalid):
+                pass  # no cut, a cut within quotes, or a later value the first part's types cannot hold
         with pa_csv.open_csv(file, parse_options=parse) as reader:
             return _gathered(pa, reader, reader.schema)
     except pa.ArrowInvalid:
