@@ -19,11 +19,10 @@ not fit a column's type, ``read_csv`` reads the whole file and widens the type t
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from declarative_train.data.table_threads import in_order
 
 #: Bytes of the file parsed at once by one thread, at most (a part ends with the last line break in it).
 PART_BYTES = 16 << 20
@@ -71,7 +70,7 @@ def _read_in_parts(pa: Any, file: Path, parse: Any, threads: int) -> Any:
     # has OMP_NUM_THREADS threads, maybe one.
     options = {"read_options": pa_csv.ReadOptions(use_threads=False, column_names=first.schema.names),
                "convert_options": pa_csv.ConvertOptions(column_types=first.schema), "parse_options": parse}
-    later = _in_order(list(zip(cuts[1:-1], cuts[2:])), lambda span: _parse_part(pa, file, span[0], span[1], options),
+    later = in_order(list(zip(cuts[1:-1], cuts[2:])), lambda span: _parse_part(pa, file, span[0], span[1], options),
                       threads, pa.default_memory_pool())
     tables = [first, *later]
     if any(_ends_in_quotes(pa, table) for table in tables[:-1]):
@@ -110,40 +109,6 @@ def _parse_part(pa: Any, file: Path, start: int, end: int, options: dict[str, An
         if handle.readinto(buffer) != end - start:
             raise OSError(f"{file} changed while it was read")
     return pa_csv.read_csv(pa.BufferReader(buffer), **options).combine_chunks()
-
-
-def _in_order(jobs: list[Any], run: Callable[[Any], Any], threads: int, pool: Any) -> list[Any]:
-    """``run`` of each of ``jobs``, in their order, on up to ``threads`` threads of their own. The
-    first exception is raised once every thread has stopped; the others then take no new job."""
-    results: list[Any] = [None] * len(jobs)
-    failures: list[BaseException] = []
-    pending: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
-    for item in enumerate(jobs):
-        pending.put(item)
-
-    def work() -> None:
-        try:
-            while not failures:
-                try:
-                    index, job = pending.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    results[index] = run(job)
-                except BaseException as exc:  # raised in the calling thread
-                    failures.append(exc)
-        finally:
-            pool.release_unused()  # mimalloc keeps a thread's freed pages until that thread collects them
-
-    workers = [threading.Thread(target=work, name=f"csv-part-{index}", daemon=True)
-               for index in range(min(max(threads, 1), len(jobs)))]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    if failures:
-        raise failures[0]
-    return results
 
 
 def _ends_in_quotes(pa: Any, part: Any) -> bool:

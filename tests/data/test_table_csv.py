@@ -114,23 +114,6 @@ def test_batches_are_copied_into_chunks_of_about_the_chunk_size(monkeypatch: pyt
     assert empty.num_rows == 0 and empty.schema == batches[0].schema
 
 
-def test_jobs_run_in_order_and_the_first_failure_is_raised() -> None:
-    pool = pa.default_memory_pool()
-    assert table_csv._in_order(list(range(50)), lambda job: job * job, 3, pool) == [job * job for job in range(50)]
-    assert table_csv._in_order([], lambda job: job, 2, pool) == []
-    ran = []
-
-    def fail_at_five(job: int) -> int:
-        ran.append(job)
-        if job == 5:
-            raise ValueError("five")
-        return job
-
-    with pytest.raises(ValueError, match="five"):
-        table_csv._in_order(list(range(1000)), fail_at_five, 2, pool)
-    assert len(ran) < 1000  # the threads took no new job after the failure
-
-
 def test_encodings_from_parts_equal_those_of_one_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "t.csv"
     path.write_text("\n".join(["x,n,text,label", *lines(5000)]) + "\n")
