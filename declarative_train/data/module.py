@@ -6,12 +6,14 @@ or override :meth:`DataModule.dataloader` entirely.
 
 Datasets held as tensors (a plain :class:`~torch.utils.data.TensorDataset`) are fetched a batch at
 a time: one indexing operation per tensor instead of ``batch_size`` calls to ``__getitem__`` and a
-collate. The loader's sampler, batch size and so its order are the stock DataLoader's, so batches
-are the same tensors either way; ``batch_fetch=False`` turns it off.
+collate. So is a :class:`BatchDataset`, which makes a whole batch at once (a table's rows). The
+loader's sampler, batch size and so its order are the stock DataLoader's, so batches are the same
+tensors either way; ``batch_fetch=False`` turns it off.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -92,6 +94,8 @@ class DataModule:
         collate: Any = None
         if self.batch_fetch and isinstance(dataset, TensorDataset) and _indexes_whole_batches(dataset):
             dataset, collate = BatchFetchingTensorDataset(*dataset.tensors), _already_collated
+        elif self.batch_fetch and isinstance(dataset, BatchDataset):
+            dataset, collate = _FetchingBatches(dataset), _already_collated
         return DataLoader(
             dataset,
             collate_fn=collate,
@@ -116,6 +120,38 @@ class BatchFetchingTensorDataset(TensorDataset):
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
         index = torch.as_tensor(indices)
         return [tensor.index_select(0, index) for tensor in self.tensors]  # twice as fast as tensor[index]
+
+
+class BatchDataset(Dataset[tuple[torch.Tensor, ...]]):
+    """A dataset that makes a whole batch at once: :meth:`fetch` gives the batch of some indices as
+    the default collate would have stacked it from the samples (a list of tensors). One sample is a
+    batch of one, so the per-sample path (``batch_fetch=False``, a ``Subset``) gives the same values."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def fetch(self, indices: Sequence[int]) -> list[torch.Tensor]:
+        """The batch of the samples at ``indices``, in their order."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(tensor[0] for tensor in self.fetch([index]))
+
+
+class _FetchingBatches(Dataset[tuple[torch.Tensor, ...]]):
+    """A :class:`BatchDataset` as ``DataLoader`` fetches batches: through ``__getitems__``."""
+
+    def __init__(self, dataset: BatchDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return self.dataset[index]
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        return self.dataset.fetch(indices)
 
 
 def _indexes_whole_batches(dataset: TensorDataset) -> bool:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 from declarative_train.data import DataModule
-from declarative_train.data.module import BatchFetchingTensorDataset
+from declarative_train.data.module import BatchDataset, BatchFetchingTensorDataset
 from declarative_train.data.resumable import ResumableSampler, train_loader
 
 
@@ -25,7 +26,7 @@ class Counting(TensorDataset):
         return super().__getitem__(index)
 
 
-def _module(dataset: TensorDataset, **loader: Any) -> DataModule:
+def _module(dataset: Dataset[Any], **loader: Any) -> DataModule:
     module = DataModule(batch_size=8, **loader)
     module.datasets = {"train": dataset, "val": dataset}
     return module
@@ -103,3 +104,30 @@ def test_sample_shapes_and_single_tensor_datasets_collate_as_the_stock_loader(sh
     values = torch.arange(20 * max(1, torch.Size(shape).numel()), dtype=torch.float64).reshape(20, *shape)
     module = _module(TensorDataset(values))
     _assert_same(list(module.dataloader("val")), _stock_batches(TensorDataset(values)))
+
+
+class Squares(BatchDataset):
+    """Rows made a batch at a time: the index and its square, counting the fetches."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.fetches = n, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def fetch(self, indices: Sequence[int]) -> list[torch.Tensor]:
+        self.fetches += 1
+        index = torch.as_tensor(list(indices), dtype=torch.float32)
+        return [torch.stack([index, index * index], dim=1), index.long()]
+
+
+def test_a_batch_dataset_makes_each_batch_once_and_equals_its_per_sample_path() -> None:
+    batched, per_sample = Squares(45), Squares(45)
+    loader = _module(batched, drop_last=True).dataloader("train", shuffle=True,
+                                                          generator=torch.Generator().manual_seed(3))
+    expected = _module(per_sample, batch_fetch=False, drop_last=True).dataloader(
+        "train", shuffle=True, generator=torch.Generator().manual_seed(3))
+    _assert_same(list(loader), list(expected))
+    assert batched.fetches == 45 // 8  # one fetch per batch (the last, short one dropped)
+    assert per_sample.fetches == 45 // 8 * 8  # one per sample, through __getitem__
+    assert [t.tolist() for t in batched[4]] == [[4.0, 16.0], 4]
