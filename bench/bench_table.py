@@ -4,7 +4,9 @@
    categories each, ``k0``..``k7``) and an integer class column, as CSV and as Parquet. Each
    contender runs in a fresh process: ``pyarrow`` reading the file (``pyarrow.csv.read_csv``,
    ``pyarrow.parquet.read_table``: the floor), and ``TableData.setup()`` (read, split, fit the
-   encodings on the train split, encode every split into tensors: 16 + 4 x 8 = 48 inputs).
+   encodings on the train split, encode the table's columns compactly: standardised float32
+   numbers and text category indices, from which each batch's 16 + 4 x 8 = 48 inputs are made
+   when it is fetched).
    Measures, all in the child process:
 
    - time: wall seconds of the load alone. The modules either side imports lazily (torch,
@@ -14,14 +16,15 @@
      ``/proc/self/clear_refs`` just before the load) minus the RSS just before the load: every
      byte the load held at its highest point (Arrow's memory pool, numpy, torch, allocator slack).
    - raw table: ``Table.nbytes`` of pyarrow's read (every buffer: values, string offsets, validity
-     bitmaps). The encoded tensors (float32 inputs + int64 target) are printed next to it: a load
-     that keeps them cannot peak below their size.
+     bitmaps). What the splits hold once loaded (encoded columns, targets, each split's row
+     indices) is printed next to it: a load that keeps it cannot peak below its size.
 
    Targets: <= 1.5x pyarrow's time and <= 2x the raw table's memory; pyarrow's own peak is shown
    as a ratio too.
 2. Throughput: the default MLP trained on the encoded table's train split, batch 64, through
-   the data module's loader (one indexing per batch) vs a hand-written loop over a plain
-   ``DataLoader(TensorDataset)`` of the same tensors; interleaved rounds, samples per second.
+   the data module's loader (each batch's inputs made from the encoded columns when it is
+   fetched) vs a hand-written loop over a plain ``DataLoader(TensorDataset)`` of the same inputs,
+   encoded whole beforehand; interleaved rounds, samples per second.
 
 Memory is made resident before each clock starts: on this machine (a KVM guest whose balloon
 device reports freed memory to the host) a page the host has taken back costs tens of microseconds
@@ -31,12 +34,14 @@ such pages (pyarrow's Parquet read took 0.17-1.65 s, its CSV read 3.7-4.8 s inst
 Each child writes and frees ``--resident-mib`` (1 GiB) first, both contenders alike; that steadies
 the times (pyarrow's Parquet read 0.13-0.19 s) but not every page (memory freed in 2 MB blocks goes
 back to the host within seconds). ``--cold`` measures without, as earlier versions did. The
-``faults`` line counts minor page faults (numpy asks for huge pages for large arrays: few faults,
-each a 2 MB page; mimalloc, pyarrow's pool, takes 4 KB pages).
+``faults`` line counts minor page faults (numpy asks for huge pages for arrays from 4 MiB, and
+pyarrow's pool, mimalloc, maps its memory in huge pages: few faults, each a 2 MB page; smaller
+numpy arrays take 4 KB pages, a fault each).
 
-A third contender, ``read``, is TableData's own reading alone (``table_read.read_table``: CSV in
-16 MB parts parsed by ``read_csv`` on two threads, Parquet without pre-buffering and its text
-columns as dictionaries), so that the encoding's share shows. The children run with
+A third contender, ``read``, is TableData's reading of a whole file alone (``table_read.read_table``:
+CSV in 16 MB parts parsed by ``read_csv`` on two threads, Parquet without pre-buffering and its
+text columns as dictionaries), so that the encoding's share shows. (TableData reads a Parquet file
+a column at a time while it encodes the columns read, unless rows with missing values are dropped.) The children run with
 ``OMP_NUM_THREADS=1``, which also sets pyarrow's ``cpu_count``: pyarrow reads on one thread;
 TableData reads and encodes on two (its own threads, not OpenMP's), so the ``cpu s`` line, all
 threads summed, is the ratio a busy machine shows. ``--omp-threads unset`` leaves pyarrow its
@@ -102,8 +107,11 @@ elif kind == "read":
 else:
     data = TableData(path=path, target="label")
     data.setup()
-    raw, encoded = 0, sum(t.nbytes for d in data.datasets.values() for t in d.tensors)
+    raw = 0
 seconds = time.perf_counter() - start
+if kind == "table":  # what the splits hold: each table's encoded columns and targets once, each split's rows
+    held = {id(a): a.nbytes for d in data.datasets.values() for a in (d.columns.numbers, d.columns.codes, d.targets, d.rows)}
+    encoded = sum(held.values())
 cpu = sum(os.times()[:2]) - sum(cpu[:2])  # user + system seconds of every thread: less swayed by a busy machine
 peak = high_water_mark() - before
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
@@ -156,8 +164,8 @@ def bench_loading(paths: dict[str, Path], rounds: int, resident: int, omp_thread
         ours_s = [r["seconds"] for r in runs["table"]]
         arrow_peak = [r["peak"] for r in runs["pyarrow"]]
         ours_peak = [r["peak"] for r in runs["table"]]
-        print(f"  {fmt:8} raw table {raw / 2**20:4.0f} MiB, encoded tensors {runs['table'][0]['encoded'] / 2**20:4.0f} MiB "
-              f"({runs['table'][0]['encoded'] / raw:.2f}x the raw table)")
+        print(f"  {fmt:8} raw table {raw / 2**20:4.0f} MiB, held by the splits {runs['table'][0]['encoded'] / 2**20:4.0f} "
+              f"MiB ({runs['table'][0]['encoded'] / raw:.2f}x the raw table)")
         print(f"           pyarrow   {_s(arrow_s)}, peak {_range([p / 2**20 for p in arrow_peak], 0)} MiB "
               f"= {_range([p / raw for p in arrow_peak])}x the raw table")
         print(f"           TableData {_s(ours_s)}, peak {_range([p / 2**20 for p in ours_peak], 0)} MiB "
@@ -184,13 +192,15 @@ def bench_throughput(path: Path, rounds: int, train_rows: int) -> None:
     from declarative_train.data import TableData
     from declarative_train.models import MLP
 
+    from declarative_train.data.table_splits import TableSplit
+
     torch.set_num_threads(1)
     data = TableData(path=str(path), target="label", batch_size=64)
     data.setup()
     train = data.datasets["train"]
-    assert isinstance(train, TensorDataset)
-    features, target = (t[:train_rows] for t in train.tensors)
-    data.datasets["train"] = TensorDataset(features, target)
+    assert isinstance(train, TableSplit)
+    data.datasets["train"] = train = train.head(train_rows)
+    features, target = train.tensors  # the same rows, encoded whole, for the hand-written loop
     hand_loader = DataLoader(TensorDataset(features, target), batch_size=64, shuffle=True)
     ours_loader = data.dataloader("train", shuffle=True)
 

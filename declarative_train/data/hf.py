@@ -234,7 +234,7 @@ class HFData(DataModule):
             target = table.column(self.target).to_numpy().astype(np.int64)
         else:
             target = encode_target(table.column(self.target), self.target_code)
-        return torch.from_numpy(np.concatenate(blocks, axis=1)), torch.from_numpy(target)
+        return torch.from_numpy(np.concatenate(blocks, axis=1)), torch.from_numpy(np.require(target, requirements="W"))
 
     def _shapes(self) -> dict[str, Any]:
         code = self.target_code

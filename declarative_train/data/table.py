@@ -1,14 +1,16 @@
 """``data=table``: a CSV, TSV, Parquet or JSON Lines file as train/val/test tensors.
 
-Reading is in :mod:`.table_read`, the encodings in :mod:`.table_encode`, encoding the splits in
-:mod:`.table_splits`; this module checks the columns, handles missing values, splits the rows,
-holds every split as a ``TensorDataset`` and reports what it found (:meth:`TableData.data_shapes`)
+Reading is in :mod:`.table_read`, the encodings in :mod:`.table_encode`, encoding the columns and
+the split datasets in :mod:`.table_splits`; this module checks the columns, handles missing values,
+splits the rows, holds every split as a :class:`~.table_splits.TableSplit` (its batches are made
+from the encoded columns when fetched) and reports what it found (:meth:`TableData.data_shapes`)
 so that model configs need no number the data knows.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from torch.utils.data import TensorDataset
 
 from declarative_train.data.module import DataModule
 from declarative_train.data.shapes import adopt_shapes
+from declarative_train.data.table_arrays import one_array, pool_array
 from declarative_train.data.table_encode import (
     ColumnCode,
     TargetCode,
@@ -28,14 +31,22 @@ from declarative_train.data.table_encode import (
 )
 from declarative_train.data.table_read import (
     OWNER,
+    ParquetColumns,
     check_flat,
     check_predict_columns,
     complete_rows,
+    missing_count,
     missing_counts,
+    pyarrow_module,
     read_table,
     select_columns,
 )
-from declarative_train.data.table_splits import assemble_inputs, encode_features, encode_targets
+from declarative_train.data.table_splits import (
+    TableSplit,
+    encode_features,
+    encode_targets,
+    file_order,
+)
 from declarative_train.errors import ArgumentError
 from declarative_train.utils.text import did_you_mean
 
@@ -127,6 +138,47 @@ class TableData(DataModule):
         if self.datasets:
             return
         tables, source = self._read()
+        columns = self._check_columns(tables, source)
+        kept: dict[str, np.ndarray | None] = dict.fromkeys(tables)  # per table: the file index of each row left
+        if self.fill_missing == "drop":
+            for name in list(tables):
+                tables[name], kept[name] = self._drop_missing(tables[name], columns, name)
+        with ThreadPoolExecutor(1, thread_name_prefix="table-split") as helper:
+            # The rows are split (a random permutation: milliseconds) while the columns are read.
+            split = helper.submit(self._split, {name: table.num_rows for name, table in tables.items()})
+            # The target in one piece: the pool's memory is handed back only where no piece of any column is left.
+            target = {name: _one_chunk(table.column(self.target)) for name, table in tables.items()}
+            for column in target.values():
+                if gaps := missing_count(column):
+                    raise ArgumentError(OWNER, "fill_missing", f"the target column {self.target!r} misses {gaps} "
+                                                               f"of {len(column)} values: a target cannot be "
+                                                               f"filled; use data.fill_missing=drop")
+            ids = {name: self._id_values(table, kept[name]) for name, table in tables.items()
+                   if self.id_column is None or self.id_column in table.column_names}
+            kinds = {name: tables["train"].schema.field(name).type for name in columns}
+            sources = {name: table if isinstance(table, ParquetColumns) else {c: table.column(c) for c in columns}
+                       for name, table in tables.items()}
+            del tables  # from here on each column is dropped once encoded
+            self.columns, encoded = encode_features(sources, {name: len(column) for name, column in target.items()},
+                                                    lambda: split.result()[1], columns, kinds,
+                                                    fill_missing=self.fill_missing, standardize=self.standardize,
+                                                    max_categories=self.max_categories)
+            parts, train_rows = split.result()
+        self.target_code, targets = encode_targets(target, train_rows, self.target, self.task,
+                                                   standardize=self.standardize_target, source=source)
+        del target
+        self.datasets = {split: TableSplit(encoded[table], targets[table], rows)
+                         for split, (table, rows) in parts.items() if len(rows)}
+        self._ids = {split: rows if ids[table] is None else ids[table].take(rows)
+                     for split, (table, rows) in parts.items() if table in ids and len(rows)}
+        if self.predict_path is not None:
+            self.datasets["predict"], self._ids["predict"] = self._predict_split(columns)
+        self._found = self._shapes()
+        adopt_shapes(self, self._found, OWNER, SHAPE_ARGUMENTS)
+        self._log(source, columns, {split: len(rows) for split, (_, rows) in parts.items()})
+
+    def _check_columns(self, tables: dict[str, Any], source: str) -> list[str]:
+        """The feature columns, once the files hold them (and the target and id columns) in a kind that is read."""
         columns = select_columns(tables["train"], self.target, self.features, self.drop, source)
         check_flat(tables["train"], columns)
         for split, names in {split: table.column_names for split, table in tables.items()}.items():
@@ -134,39 +186,12 @@ class TableData(DataModule):
             if lacking:
                 raise ArgumentError(OWNER, f"{split}_path", f"the file lacks the columns {lacking}")
         self._check_id_column(tables, columns, source)
-        kept = {}  # per table: the file index of each row left, when rows with missing values were dropped
-        incomplete: set[str] = set()  # columns that miss values in a table (after dropping)
-        for name in list(tables):
-            tables[name], kept[name], gaps = self._handle_missing(tables[name], columns, name)
-            incomplete.update(gaps)
-        parts = self._split(tables)
-        ids = {split: self._split_ids(tables[name], kept[name], rows) for split, (name, rows) in parts.items()}
-        sources = {name: {c: table.column(c) for c in columns} for name, table in tables.items()}
-        # The target in one piece: the pool's memory is handed back only where no piece of any column is left.
-        target = {name: table.select([self.target]).combine_chunks().column(0) for name, table in tables.items()}
-        del tables  # from here on each column is dropped once encoded
-        self.columns, encoded = encode_features(sources, parts, columns, fill_missing=self.fill_missing,
-                                                standardize=self.standardize, max_categories=self.max_categories,
-                                                incomplete=incomplete)
-        self.target_code, targets = encode_targets(target, parts, self.target, self.task,
-                                                   standardize=self.standardize_target, source=source)
-        del target
-        inputs = assemble_inputs(self.columns, encoded)  # the largest arrays last
-        self.datasets = {split: TensorDataset(inputs[split], targets[split]) for split, (_, rows) in parts.items()
-                         if len(rows)}
-        self._ids = {split: values for split, values in ids.items() if values is not None and len(parts[split][1])}
-        if self.predict_path is not None:
-            self.datasets["predict"], self._ids["predict"] = self._predict_split(columns)
-        self._found = self._shapes()
-        adopt_shapes(self, self._found, OWNER, SHAPE_ARGUMENTS)
-        self._log(source, columns, {split: len(rows) for split, (_, rows) in parts.items()})
+        return columns
 
-    def _split_ids(self, table: Any, kept: np.ndarray | None, rows: np.ndarray) -> Any:
-        """The ids of a split's ``rows`` (converted to a list when asked for): the id column's values,
-        or each row's index in its file; ``None`` when the id column is not in ``table``."""
-        if self.id_column is None:
-            return rows if kept is None else kept[rows]
-        return table.column(self.id_column).take(rows) if self.id_column in table.column_names else None
+    def _id_values(self, table: Any, kept: np.ndarray | None) -> Any:
+        """The id of each row of ``table`` (a numpy or Arrow array): the id column's values, or the
+        row's index in its file (``kept``: of the rows left); ``None`` where that is the row's index."""
+        return kept if self.id_column is None else table.column(self.id_column)
 
     def _check_id_column(self, tables: dict[str, Any], columns: list[str], source: str) -> None:
         """The id column must be in the table that serves ``test`` (and so ``predict`` without a file)."""
@@ -203,51 +228,46 @@ class TableData(DataModule):
         return TensorDataset(torch.from_numpy(encode_columns(table, self.columns))), ids
 
     def _read(self) -> tuple[dict[str, Any], str]:
-        """The tables by split (``train`` alone when one file is split by fractions), and a name for messages."""
+        """The tables by split (``train`` alone when one file is split by fractions), and a name for messages.
+
+        A Parquet file is read a column at a time while others are encoded, unless rows with missing
+        values are dropped (which needs every column first)."""
+        by_column = self.fill_missing != "drop"
         path = self.files["path"]
         if path is not None:
-            return {"train": read_table(path, self.format)}, Path(path).name
-        tables = {split: read_table(file, self.format, f"{split}_path")
+            return {"train": read_table(path, self.format, by_column=by_column)}, Path(path).name
+        tables = {split: read_table(file, self.format, f"{split}_path", by_column=by_column)
                   for split in ("train", "val", "test") if (file := self.files[f"{split}_path"]) is not None}
         return tables, Path(str(self.files["train_path"])).name
 
-    def _handle_missing(self, table: Any, columns: list[str], split: str) -> tuple[Any, np.ndarray | None, list[str]]:
-        """``(table, None, columns that miss values)``, or with ``fill_missing=drop`` the complete rows,
-        their indices in the file and no column."""
-        counts = missing_counts(table, [*columns, self.target])
-        if not counts:
-            return table, None, []
-        if self.fill_missing == "drop":
-            complete = complete_rows(table, [*columns, self.target])
-            kept = table.filter(complete)
-            log.info("data.fill_missing=drop: dropped %d of %d rows of the %s file with missing values",
-                     table.num_rows - kept.num_rows, table.num_rows, split)
-            return kept, np.flatnonzero(np.asarray(complete.to_numpy(zero_copy_only=False))), []
-        if self.target in counts:
-            raise ArgumentError(OWNER, "fill_missing", f"the target column {self.target!r} misses "
-                                                       f"{counts[self.target]} of {table.num_rows} values: a target "
-                                                       f"cannot be filled; use data.fill_missing=drop")
-        if self.fill_missing is None:
-            listed = ", ".join(f"{name!r} ({count} of {table.num_rows})" for name, count in counts.items())
-            raise ArgumentError(OWNER, "fill_missing", f"is not set, and columns miss values: {listed}; set "
-                                                       f"data.fill_missing=mean|zero|drop")
-        return table, None, list(counts)
+    def _drop_missing(self, table: Any, columns: list[str], split: str) -> tuple[Any, np.ndarray | None]:
+        """``fill_missing=drop``: the rows of ``table`` with every column's value and their indices in
+        the file (``None``: every row)."""
+        if not missing_counts(table, [*columns, self.target]):
+            return table, None
+        complete = complete_rows(table, [*columns, self.target])
+        kept = table.filter(complete)
+        log.info("data.fill_missing=drop: dropped %d of %d rows of the %s file with missing values",
+                 table.num_rows - kept.num_rows, table.num_rows, split)
+        return kept, np.flatnonzero(np.asarray(complete.to_numpy(zero_copy_only=False)))
 
-    def _split(self, tables: dict[str, Any]) -> dict[str, tuple[str, np.ndarray]]:
-        """Each split's ``(table name, row indices)``; splits without a file are carved from the train
-        table by their fraction with a fixed seed, as :class:`TensorDataModule` does."""
-        fractions = {split: 0.0 if split in tables else fraction
+    def _split(self, rows: dict[str, int]) -> tuple[dict[str, tuple[str, np.ndarray]], np.ndarray]:
+        """Each split's ``(table name, row indices)`` and the train split's rows in file order, from
+        each table's ``rows``; splits without a file are carved from the train table by their
+        fraction with a fixed seed, as :class:`TensorDataModule` does."""
+        fractions = {split: 0.0 if split in rows else fraction
                      for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction))}
-        count = tables["train"].num_rows
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(self.split_seed)).numpy()
+        count = rows["train"]
+        order = pool_array(count, np.int64)  # fewer page faults than torch's own memory
+        torch.randperm(count, generator=torch.Generator().manual_seed(self.split_seed), out=torch.from_numpy(order))
         n_test = int(round(count * fractions["test"]))
         n_val = int(round(count * fractions["val"]))
         parts = {"train": ("train", order[n_test + n_val:])}
-        for split, rows in (("val", order[n_test:n_test + n_val]), ("test", order[:n_test])):
-            parts[split] = (split, np.arange(tables[split].num_rows)) if split in tables else ("train", rows)
+        for split, taken in (("val", order[n_test:n_test + n_val]), ("test", order[:n_test])):
+            parts[split] = (split, np.arange(rows[split])) if split in rows else ("train", taken)
         if not len(parts["train"][1]):
             raise ArgumentError(OWNER, "val_fraction", f"leaves no training rows of {count}")
-        return parts
+        return parts, file_order(parts["train"][1], count)
 
     def _shapes(self) -> dict[str, Any]:
         code = self.target_code
@@ -266,3 +286,8 @@ class TableData(DataModule):
         detail = (f"{len(code.class_values or ())} classes: {', '.join(code.class_names or [])[:200]}"
                   if code.task == "classification" else "standardised" if self.standardize_target else "raw")
         log.info("target %r: %s, because %s (%s)", code.name, code.task, code.reason, detail)
+
+
+def _one_chunk(column: Any) -> Any:
+    """A ``ChunkedArray`` in one chunk (a copy only when it has several)."""
+    return column if column.num_chunks == 1 else pyarrow_module().chunked_array([one_array(column)], type=column.type)

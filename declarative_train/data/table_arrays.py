@@ -29,6 +29,23 @@ def float_values(column: Any, scratch: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def pool_array(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised numpy array in Arrow's memory pool.
+
+    The pool (mimalloc) maps its memory in huge pages, so an array of a few megabytes is first
+    written with a handful of page faults rather than one per 4 KB page (numpy asks for huge pages
+    only from 4 MiB, and its arrays seldom start on a 2 MB boundary). On a virtual machine whose
+    host has taken a page back, each such fault costs tens of microseconds.
+    """
+    import pyarrow as pa
+
+    kind = np.dtype(dtype)
+    count = int(np.prod(shape))
+    if not count:
+        return np.empty(shape, kind)
+    return np.frombuffer(pa.allocate_buffer(count * kind.itemsize), kind, count).reshape(shape)
+
+
 def numpy_values(values: Any) -> np.ndarray:
     """An Arrow array or chunked array as one numpy array (nulls as NaN in floats), a view when it can
     be. A chunked array is combined first: its own ``to_numpy`` goes through pandas' conversion and

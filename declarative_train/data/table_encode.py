@@ -31,6 +31,8 @@ TASKS = ("auto", "classification", "regression")
 FILL_MODES = ("mean", "zero", "drop")
 #: ``task=auto``: an integer target with at most this many distinct values is classification.
 MAX_AUTO_CLASSES = 20
+#: Rows counted at a time (:func:`_counts`).
+_SLICE = 1 << 16
 
 
 def is_text(kind: Any) -> bool:
@@ -65,8 +67,8 @@ def fit_columns(table: Any, columns: Sequence[str], *, fill_missing: str | None,
 
 
 def fit_numeric(name: str, train: np.ndarray, *, fill_missing: str | None, standardize: bool) -> ColumnCode:
-    """A numeric column's encoding from its ``train`` values (float64, NaN where missing), in the
-    train split's row order: the sums, and so the last bits of the statistics, depend on it."""
+    """A numeric column's encoding from its ``train`` values (float64, NaN where missing). Their
+    order is the sums' order, and so decides the last bits of the statistics."""
     missing = np.isnan(train)
     gaps = bool(missing.any())
     present = train[~missing] if gaps else train
@@ -80,27 +82,27 @@ def fit_numeric(name: str, train: np.ndarray, *, fill_missing: str | None, stand
     return ColumnCode(name, fill=fill, mean=float(filled.mean()) if gaps else mean, std=std if std > 1e-6 else 1.0)
 
 
-def fit_complete_numeric(name: str, train: np.ndarray, squares: np.ndarray, *, fill_missing: str | None,
-                         standardize: bool) -> ColumnCode:
+def fit_complete_numeric(name: str, train: np.ndarray, *, fill_missing: str | None, standardize: bool) -> ColumnCode:
     """:func:`fit_numeric` for ``train`` values without NaN, computed as numpy's ``mean`` and ``std``
-    compute them (so bit for bit the same) without their temporaries: ``train`` is left holding
-    ``train - mean`` (the deviations), and ``squares`` (as long, float64) is scratch."""
+    compute them (so bit for bit the same) without their temporaries: ``train`` (float64) is left
+    holding the squared deviations from the mean."""
     count = len(train)
     mean = float(np.add.reduce(train) / count) if count else 0.0
     np.subtract(train, mean, out=train)
-    std = float(np.sqrt(np.add.reduce(np.square(train, out=squares)) / (count - 1))) if count > 1 else 0.0
+    std = float(np.sqrt(np.add.reduce(np.square(train, out=train)) / (count - 1))) if count > 1 else 0.0
     fill = mean if fill_missing == "mean" else 0.0
     if not standardize:
         return ColumnCode(name, fill=fill)
     return ColumnCode(name, fill=fill, mean=mean, std=std if std > 1e-6 else 1.0)
 
 
-def fit_text(name: str, column: Any, train_rows: np.ndarray | None, max_categories: int) -> tuple[ColumnCode, np.ndarray]:
+def fit_text(name: str, column: Any, train_rows: np.ndarray | None, max_categories: int,
+             out: np.ndarray | None = None) -> tuple[ColumnCode, np.ndarray]:
     """A text column's encoding (the sorted categories of its ``train_rows``, or of every row when
-    ``None``) and the column's category index per row (-1: missing, or not a train category)."""
+    ``None``) and the column's category index per row (-1: missing, or not a train category),
+    written into ``out`` when given (of :func:`code_type` for ``max_categories``)."""
     values, index = distinct_values(column)
-    train_index = index if train_rows is None else index.take(train_rows)
-    seen = np.bincount(train_index, minlength=len(values)) > 0
+    seen = _counts(index, train_rows, len(values)) > 0
     categories = sorted({v for v, s in zip(values, seen) if s and v is not None})
     if len(categories) > max_categories:
         raise ArgumentError(OWNER, "max_categories", f"is {max_categories}, text column {name!r} has "
@@ -108,7 +110,23 @@ def fit_text(name: str, column: Any, train_rows: np.ndarray | None, max_categori
                                                      f"it out (data.drop=[{name}]) or raise data.max_categories")
     position = {value: i for i, value in enumerate(categories)}
     lookup = np.array([position.get(v, -1) if v is not None else -1 for v in values], dtype=code_type(max_categories))
-    return ColumnCode(name, categories=tuple(categories)), lookup.take(index)
+    if out is None:
+        return ColumnCode(name, categories=tuple(categories)), lookup.take(index)
+    for first in range(0, len(index), _SLICE):  # numpy copies 32-bit indices to 64 bits first: a slice at a time
+        lookup.take(index[first:first + _SLICE], out=out[first:first + _SLICE], mode="clip")  # in range
+    return ColumnCode(name, categories=tuple(categories)), out
+
+
+def _counts(index: np.ndarray, rows: np.ndarray | None, size: int) -> np.ndarray:
+    """How often each of ``size`` values is ``index`` at ``rows`` (every row when ``None``). Counted
+    in slices of the rows: ``bincount`` copies its input to 64-bit integers first, and a whole
+    column's copy is fresh memory, several megabytes of page faults."""
+    counts = np.zeros(size, dtype=np.int64)
+    count = len(index) if rows is None else len(rows)
+    for first in range(0, count, _SLICE):
+        part = index[first:first + _SLICE] if rows is None else index.take(rows[first:first + _SLICE])
+        counts += np.bincount(part, minlength=size)
+    return counts
 
 
 def category_codes(column: Any, code: ColumnCode) -> np.ndarray:
@@ -196,7 +214,7 @@ def choose_task(column: Any, task: str, counted: list[int] | None = None) -> tup
 def fit_target(columns: Sequence[Any], train: Any, name: str, task: str, *, standardize: bool,
                source: str, train_rows: np.ndarray | None = None) -> TargetCode:
     """The target's encoding: classes from every split's ``columns``, scale from the ``train`` column
-    (its ``train_rows``, in their order, when given)."""
+    (its ``train_rows``, in the order given, when given)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -219,7 +237,8 @@ def fit_target(columns: Sequence[Any], train: Any, name: str, task: str, *, stan
 
 
 def encode_target(column: Any, code: TargetCode) -> np.ndarray:
-    """Class indices (int64) or scaled values (float32) of a target ``column``."""
+    """Class indices (int64) or scaled values (float32) of a target ``column``; a read-only view of
+    the column's memory where it holds the class indices already."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -230,7 +249,7 @@ def encode_target(column: Any, code: TargetCode) -> np.ndarray:
         if len(values) and code.class_values == tuple(range(len(known))):
             extremes = pc.min_max(column)  # classes 0..k-1: a value among them is its own index
             if extremes["min"].as_py() >= 0 and extremes["max"].as_py() < len(known):
-                return values.astype(np.int64)
+                return values.astype(np.int64, copy=False)  # the column's own memory when it is int64
         # integer classes of integers without missing values: found by bisection rather than hashing
         found = np.searchsorted(known, values)
         hit = known.take(found, mode="clip") == values

@@ -18,7 +18,7 @@ import numpy as np
 #: Rows assembled at a time: a block of a few hundred features stays within the CPU's caches.
 BLOCK_ROWS = 4096
 #: Values standardised at a time (float64 scratch that stays in the cache).
-_CHUNK = 1 << 16
+CHUNK = 1 << 16
 
 
 def code_type(categories: int) -> np.dtype:
@@ -26,15 +26,18 @@ def code_type(categories: int) -> np.dtype:
     return np.min_scalar_type(-max(categories, 1))
 
 
-def standardize_into(values: np.ndarray, mean: float, std: float, fill: float, out: np.ndarray) -> None:
+def standardize_into(values: np.ndarray, mean: float, std: float, fill: float, out: np.ndarray, *,
+                     complete: bool = False, scratch: np.ndarray | None = None) -> None:
     """``out[:] = (values - mean) / std`` computed in float64 and rounded to ``out``'s type, with NaN
-    replaced by ``fill`` first. ``values`` is not changed (it may be a read-only Arrow buffer)."""
-    scratch = np.empty(min(len(values), _CHUNK), dtype=np.float64)
-    for first in range(0, len(values), _CHUNK):
-        part = values[first:first + _CHUNK]
+    replaced by ``fill`` first (unless the values are known to be ``complete``). ``values`` is not
+    changed (it may be a read-only Arrow buffer). ``scratch``: :data:`CHUNK` float64 values to use."""
+    if scratch is None:
+        scratch = np.empty(min(len(values), CHUNK), dtype=np.float64)
+    for first in range(0, len(values), CHUNK):
+        part = values[first:first + CHUNK]
         work = scratch[:len(part)]
-        missing = np.isnan(part)
-        if missing.any():
+        missing = None if complete else np.isnan(part)
+        if missing is not None and missing.any():
             part = np.where(missing, fill, part)
         np.subtract(part, mean, out=work)
         np.divide(work, std, out=work)
@@ -52,12 +55,14 @@ def assemble(rows: int, width: int, numbers: np.ndarray, number_columns: Sequenc
     zeroes the fresh pages in the thread that first writes them).
     """
     out = np.zeros((rows, width), dtype=np.float32)  # calloc: fresh pages are zero already
-    gaps = [bool((row < 0).any()) for row in codes]
+    gaps = bool(codes.size) and bool((codes < 0).any())
     step = -(-rows // max(threads, 1) // BLOCK_ROWS) * BLOCK_ROWS or BLOCK_ROWS
     spans = [(first, min(first + step, rows)) for first in range(0, rows, step)]
 
+    runs, offsets = _runs(number_columns), np.asarray(code_offsets, dtype=np.int64)
+
     def fill(span: tuple[int, int]) -> None:
-        _fill(out, span, numbers, _runs(number_columns), codes, code_offsets, gaps)
+        _fill(out, span, numbers, runs, codes, offsets, gaps)
 
     if len(spans) > 1:
         with ThreadPoolExecutor(len(spans)) as workers:
@@ -69,20 +74,21 @@ def assemble(rows: int, width: int, numbers: np.ndarray, number_columns: Sequenc
 
 
 def _fill(out: np.ndarray, span: tuple[int, int], numbers: np.ndarray, runs: list[tuple[int, int, int]],
-          codes: np.ndarray, code_offsets: Sequence[int], gaps: Sequence[bool]) -> None:
-    """Rows ``span`` of :func:`assemble`'s matrix, in blocks of :data:`BLOCK_ROWS` rows."""
+          codes: np.ndarray, code_offsets: np.ndarray, gaps: bool) -> None:
+    """Rows ``span`` of :func:`assemble`'s matrix, in blocks of :data:`BLOCK_ROWS` rows; every text
+    column's ones are set by one assignment per block (``gaps``: some codes are -1, none set)."""
     width = out.shape[1]
     flat = out.reshape(-1)
-    row_starts = np.arange(BLOCK_ROWS, dtype=np.int64) * width
+    row_starts = np.arange(min(BLOCK_ROWS, span[1] - span[0]), dtype=np.int64)[:, None] * width + code_offsets
     for first in range(*span, BLOCK_ROWS):
         last = min(first + BLOCK_ROWS, span[1])
         block = out[first:last]
         for source, column, count in runs:
             block[:, column:column + count] = numbers[source:source + count, first:last].T
-        for index, offset in enumerate(code_offsets):
-            part = codes[index, first:last]
-            positions = row_starts[:last - first] + (first * width + offset) + part
-            flat[positions[part >= 0] if gaps[index] else positions] = 1.0
+        if len(code_offsets):
+            part = codes[:, first:last].T
+            positions = row_starts[:last - first] + part + first * width
+            flat[positions[part >= 0] if gaps else positions] = 1.0
 
 
 def _runs(columns: Sequence[int]) -> list[tuple[int, int, int]]:

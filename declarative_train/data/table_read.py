@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +64,11 @@ def file_format(path: str | Path, format: str | None = None, argument: str = "pa
     return found
 
 
-def read_table(path: str | Path, format: str | None = None, argument: str = "path") -> Any:
+def read_table(path: str | Path, format: str | None = None, argument: str = "path", *,
+               by_column: bool = False) -> Any:
     """The whole file as a ``pyarrow.Table`` (``argument`` names the setting that gave ``path``); a
-    Parquet file's text columns come as dictionary columns."""
+    Parquet file's text columns come as dictionary columns. ``by_column``: a Parquet file as
+    :class:`ParquetColumns` instead, its columns read when asked for."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise ArgumentError(OWNER, argument, f"is not a file: {str(file.resolve())!r}")
@@ -76,19 +78,61 @@ def read_table(path: str | Path, format: str | None = None, argument: str = "pat
         if kind in ("csv", "tsv"):
             return read_csv_file(file, "\t" if kind == "tsv" else ",", worker_threads())
         if kind == "parquet":
-            import pyarrow.parquet as pq
-
-            # Without pre-buffering, the compressed column chunks are not all held in memory at once
-            # (the reader's peak drops by about the file's size); ParquetFile skips pyarrow.dataset.
+            if by_column:
+                return ParquetColumns(file, argument)
             # Text columns are read as dictionaries: Parquet stores them so, and their categories
             # then come without decoding every string and hashing it again.
-            with pq.ParquetFile(file, pre_buffer=False, read_dictionary=_text_columns(pq.read_schema(file))) as parquet:
+            with _parquet_file(file, _text_columns(_parquet_schema(file))) as parquet:
                 return parquet.read()
         import pyarrow.json as pa_json
 
         return pa_json.read_json(file)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise ArgumentError(OWNER, argument, f"cannot read {str(file)!r} as {kind}: {exc}") from None
+
+
+class ParquetColumns:
+    """A Parquet file whose columns are read one at a time, when asked for (:meth:`column`), so that
+    threads can read some columns while others are being encoded; each column's memory is then
+    freed on its own, too. ``schema`` (text columns as dictionaries, as :func:`read_table` reads
+    them), ``column_names`` and ``num_rows`` come from the file's footer: these are the parts of a
+    ``pyarrow.Table`` that :class:`~.table.TableData` uses.
+    """
+
+    def __init__(self, file: Path, argument: str) -> None:
+        self.file, self.argument = file, argument
+        schema = _parquet_schema(file)
+        self._text = set(_text_columns(schema))
+        with _parquet_file(file, self._text) as parquet:
+            self.schema, self.num_rows = parquet.schema_arrow, parquet.metadata.num_rows
+        self.column_names = list(self.schema.names)
+
+    def column(self, name: str) -> Any:
+        """The column ``name`` as a ``pyarrow.ChunkedArray``, read now (on this thread alone)."""
+        pa = pyarrow_module()
+        try:
+            with _parquet_file(self.file, [name] if name in self._text else []) as parquet:
+                return parquet.read(columns=[name], use_threads=False).column(0)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise ArgumentError(OWNER, self.argument, f"cannot read column {name!r} of {str(self.file)!r} as "
+                                                      f"parquet: {exc}") from None
+
+    pop = column  # a mapping of columns that are dropped once used (see :func:`~.table_splits.encode_features`)
+
+
+def _parquet_schema(file: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(file)
+
+
+def _parquet_file(file: Path, text: Collection[str]) -> Any:
+    """A ``ParquetFile`` that reads the ``text`` columns as dictionaries. Without pre-buffering, the
+    compressed column chunks are not all held in memory at once (the reader's peak drops by about
+    the file's size); ``ParquetFile`` skips ``pyarrow.dataset``."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(file, pre_buffer=False, read_dictionary=list(text))
 
 
 def _text_columns(schema: Any) -> list[str]:
@@ -147,19 +191,27 @@ def check_flat(table: Any, columns: Sequence[str]) -> None:
 
 def missing_counts(table: Any, columns: Sequence[str]) -> dict[str, int]:
     """Missing values (nulls, and NaN in float columns) per column, for those with any."""
+    counts = {name: missing_count(table.column(name)) for name in columns}
+    return {name: count for name, count in counts.items() if count}
+
+
+def unfilled(counts: dict[str, int], rows: int) -> ArgumentError:
+    """The error for columns that miss values (``counts`` of ``rows``) with ``fill_missing`` unset."""
+    listed = ", ".join(f"{name!r} ({count} of {rows})" for name, count in counts.items())
+    return ArgumentError(OWNER, "fill_missing", f"is not set, and columns miss values: {listed}; set "
+                                                f"data.fill_missing=mean|zero|drop")
+
+
+def missing_count(column: Any) -> int:
+    """A column's missing values: nulls, and NaN in a float column."""
     import pyarrow.compute as pc
     import pyarrow.types as pat
 
-    counts = {}
-    for name in columns:
-        column = table.column(name)
-        count = column.null_count
-        # A float column whose sum is a number holds no NaN: summing is cheaper than counting.
-        if pat.is_floating(column.type) and not (_summable(column.type) and _is_number(pc.sum(column).as_py())):
-            count += int(pc.sum(pc.is_nan(column)).as_py() or 0)
-        if count:
-            counts[name] = count
-    return counts
+    count = int(column.null_count)
+    # A float column whose sum is a number holds no NaN: summing is cheaper than counting.
+    if pat.is_floating(column.type) and not (_summable(column.type) and _is_number(pc.sum(column).as_py())):
+        count += int(pc.sum(pc.is_nan(column)).as_py() or 0)
+    return count
 
 
 def _summable(kind: Any) -> bool:

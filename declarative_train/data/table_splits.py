@@ -1,24 +1,31 @@
-"""A table's splits as tensors: each feature column fitted on the train rows and encoded for every
-split, one column at a time, then each split's matrix assembled once (:mod:`.table_matrix`).
+"""A table's feature columns encoded compactly, in file order, and its splits as datasets over them.
 
-A split is a table (one file) and the indices of its rows in the split's order. Each column is
-removed from the tables' column dicts as soon as it is encoded, so its Arrow buffers are freed
-while the next ones are encoded; what is left per split is about its share of the encoded matrix
-(float32 numbers, small integer category codes) until the matrix is assembled. No row-major copy
-of a whole table, of the train rows or of a split is made on the way.
+Each feature column is fitted on the train split's rows and encoded once per table (one file),
+whatever the splits: numbers standardised as float32 (one row per numeric column:
+*feature-major*), text columns as the index of their category (small integers). A split is the
+indices of its rows in the table, in the split's order; :class:`TableSplit` assembles a batch's
+float32 input matrix (one-hot text included, :mod:`.table_matrix`) from them when the batch is
+fetched. So a table is held as about half its float64 size, not as its one-hot matrix, and no
+copy of any split's rows is made when it is loaded.
+
+Each column is taken from its table when it is encoded and dropped after, so its Arrow buffers
+are freed while the next ones are encoded; a Parquet file read a column at a time
+(:class:`~.table_read.ParquetColumns`) is read as the columns are taken, on the encoding threads.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import queue
+from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 
-from declarative_train.data.table_arrays import float_values
+from declarative_train.data.module import BatchDataset
+from declarative_train.data.table_arrays import float_values, pool_array
 from declarative_train.data.table_encode import (
     ColumnCode,
     TargetCode,
@@ -31,133 +38,218 @@ from declarative_train.data.table_encode import (
     is_text,
     layout,
 )
-from declarative_train.data.table_matrix import assemble, code_type, standardize_into
-from declarative_train.data.table_read import pyarrow_module, worker_threads
+from declarative_train.data.table_matrix import CHUNK, assemble, code_type, standardize_into
+from declarative_train.data.table_read import (
+    missing_count,
+    pyarrow_module,
+    unfilled,
+    worker_threads,
+)
+from declarative_train.data.table_threads import in_order
+from declarative_train.errors import ArgumentError
 
-#: ``{split: (table name, row indices in the split's order)}``; the train split's table is ``"train"``.
-Parts = Mapping[str, tuple[str, np.ndarray]]
-#: ``{split: (standardised numeric columns (columns, rows) float32, text category indices (columns, rows))}``
-Encoded = dict[str, tuple[np.ndarray, np.ndarray]]
+
+@attrs.frozen(eq=False)
+class EncodedColumns:
+    """One table's encoded feature columns, in file order, and where each goes in the input matrix."""
+
+    #: ``(numeric columns, rows)`` float32, standardised
+    numbers: np.ndarray
+    #: ``(text columns, rows)`` category indices (-1: none)
+    codes: np.ndarray
+    #: inputs per row
+    width: int
+    #: the input column of each numeric column
+    number_columns: list[int]
+    #: the first input column of each text column
+    code_offsets: list[int]
+
+    def inputs(self, rows: np.ndarray, threads: int = 1) -> np.ndarray:
+        """The float32 input matrix of ``rows`` (indices into the table), in their order."""
+        if len(rows) == self.numbers.shape[1] and _is_range(rows):
+            numbers, codes = self.numbers, self.codes
+        else:
+            numbers, codes = self.numbers.take(rows, axis=1), self.codes.take(rows, axis=1)
+        return assemble(len(rows), self.width, numbers, self.number_columns, codes, self.code_offsets,
+                        threads=threads)
 
 
-def encode_features(tables: dict[str, dict[str, Any]], parts: Parts, names: Sequence[str], *,
-                    fill_missing: str | None, standardize: bool, max_categories: int,
-                    incomplete: Collection[str]) -> tuple[list[ColumnCode], Encoded]:
-    """The fitted encodings of the feature columns ``names`` and each split's encoded columns (for
-    :func:`assemble_inputs`).
+class TableSplit(BatchDataset):
+    """A split of a table: rows of its :class:`EncodedColumns` and targets, in the split's order.
 
-    ``tables`` maps a table name to its columns by name; the feature columns are removed from it.
-    ``incomplete`` names the columns that miss values in some table. Columns are encoded on a few
-    threads (numpy and pyarrow release the GIL in their loops).
+    A batch's ``(inputs, targets)`` are made when it is fetched (:meth:`fetch`): float32 inputs,
+    one-hot text included, and int64 class indices or float32 regression targets. :attr:`tensors`
+    makes the whole split at once, as a ``TensorDataset`` holds it.
     """
-    text = [name for name in names if is_text(tables["train"][name].type)]
+
+    def __init__(self, columns: EncodedColumns, targets: np.ndarray, rows: np.ndarray) -> None:
+        self.columns, self.targets, self.rows = columns, targets, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def fetch(self, indices: Sequence[int]) -> list[torch.Tensor]:
+        rows = self.rows.take(np.asarray(indices, dtype=np.int64))
+        return [torch.from_numpy(self.columns.inputs(rows)), torch.from_numpy(self.targets.take(rows))]
+
+    def head(self, count: int) -> TableSplit:
+        """The split's first ``count`` rows."""
+        return TableSplit(self.columns, self.targets, self.rows[:count])
+
+    @cached_property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(inputs, targets)`` of every row, in order (made once, when first asked for)."""
+        return (torch.from_numpy(self.columns.inputs(self.rows, threads=worker_threads())),
+                torch.from_numpy(self.targets.take(self.rows)))
+
+
+def encode_features(tables: Mapping[str, Any], sizes: Mapping[str, int], train_rows: Callable[[], np.ndarray],
+                    names: Sequence[str], kinds: Mapping[str, Any], *, fill_missing: str | None, standardize: bool,
+                    max_categories: int) -> tuple[list[ColumnCode], dict[str, EncodedColumns]]:
+    """The fitted encodings of the feature columns ``names`` and each table's encoded columns.
+
+    ``tables`` maps a table name (of ``sizes[name]`` rows) to its columns: anything whose
+    ``pop(column name)`` gives the column once, a dict of Arrow columns (each then dropped once
+    encoded) or a :class:`~.table_read.ParquetColumns` (which reads it then). ``kinds`` are the
+    columns' Arrow types. The encodings are fitted on the rows ``train_rows()`` of the ``train``
+    table (the train split's, :func:`file_order`), asked for by each thread once it has taken its
+    column: they may still be being drawn. Columns are taken and encoded on a few threads (numpy
+    and pyarrow release the GIL in their loops): one thread's column is read while another's is
+    encoded.
+
+    Missing values are counted as each column is taken. With ``fill_missing`` unset, the first
+    table that misses values is an :class:`ArgumentError` listing its columns, raised before any
+    error of fitting a column.
+    """
+    text = [name for name in names if is_text(kinds[name])]
     numeric = [name for name in names if name not in text]
-    numbers = {split: np.empty((len(numeric), len(rows)), np.float32) for split, (_, rows) in parts.items()}
-    codes = {split: np.empty((len(text), len(rows)), code_type(max_categories)) for split, (_, rows) in parts.items()}
+    numbers = {table: pool_array((len(numeric), sizes[table]), np.float32) for table in tables}
+    codes = {table: pool_array((len(text), sizes[table]), code_type(max_categories)) for table in tables}
     pyarrow = pyarrow_module()
     pool = pyarrow.default_memory_pool()
     pool.release_unused()  # what reading the file freed
-    scratch = _Scratch()
+    spare: queue.SimpleQueue[_Scratch] = queue.SimpleQueue()
+    for _ in range(worker_threads()):
+        spare.put(_Scratch(sizes["train"]))
+    # Columns read here: a thread's next column reuses the pages its last one freed. Columns of a
+    # table in memory: each hands its pages back when encoded, so that the peak stays low.
+    in_memory = all(isinstance(source, dict) for source in tables.values())
 
-    def encode(name: str) -> ColumnCode:
-        columns = {table: columns.pop(name) for table, columns in tables.items()}
-        if name in text:
-            code = _encode_text(name, columns, parts, codes, text.index(name), max_categories)
-        else:
-            code = _encode_numbers(name, columns, parts, numbers, numeric.index(name), fill_missing=fill_missing,
-                                   standardize=standardize, complete=name not in incomplete, scratch=scratch)
+    def encode(name: str) -> tuple[ColumnCode | ArgumentError, dict[str, int]]:
+        columns = {table: source.pop(name) for table, source in tables.items()}
+        gaps = {table: missing_count(column) for table, column in columns.items()}
+        scratch = spare.get()
+        try:
+            rows = train_rows()
+            if name in text:
+                code = _encode_text(name, columns, rows, codes, text.index(name), max_categories)
+            else:
+                code = _encode_numbers(name, columns, rows, numbers, numeric.index(name),
+                                       fill_missing=fill_missing, standardize=standardize,
+                                       complete=not any(gaps.values()), scratch=scratch)
+        except ArgumentError as error:
+            return error, gaps
+        finally:
+            spare.put(scratch)
         del columns
-        # The column's buffers, where no other column shares their pages. mimalloc (pyarrow's pool)
-        # hands pages back only in a thread that has allocated from it: hence the tiny buffer.
-        pyarrow.allocate_buffer(64, memory_pool=pool)
-        pool.release_unused()
-        return code
+        if in_memory:
+            # The column's buffers, where no other column shares their pages. mimalloc (pyarrow's pool)
+            # hands pages back only in a thread that has allocated from it: hence the tiny buffer.
+            pyarrow.allocate_buffer(64, memory_pool=pool)
+            pool.release_unused()
+        return code, gaps
 
-    with ThreadPoolExecutor(worker_threads()) as workers:
-        # text first: its temporaries come before the numeric columns' pages of ``numbers`` are touched
-        by_name = dict(zip(text + numeric, workers.map(encode, text + numeric)))
-    fitted = [by_name[name] for name in names]
+    # text first: its temporaries come before the numeric columns' pages of ``numbers`` are touched
+    by_name = dict(zip(text + numeric, in_order(text + numeric, encode, worker_threads(), pool)))
     pool.release_unused()
-    return fitted, {split: (numbers[split], codes[split]) for split in parts}
-
-
-def assemble_inputs(fitted: Sequence[ColumnCode], encoded: Encoded) -> dict[str, torch.Tensor]:
-    """Each split's float32 input matrix from its encoded columns, which are dropped from ``encoded`` as it goes."""
+    if fill_missing is None:
+        for table in tables:
+            gaps = {name: by_name[name][1][table] for name in names if by_name[name][1][table]}
+            if gaps:
+                raise unfilled(gaps, sizes[table])
+    fitted = []
+    for name in names:
+        code, _ = by_name[name]
+        if isinstance(code, ArgumentError):
+            raise code
+        fitted.append(code)
     width, number_columns, code_offsets = layout(fitted)
-    inputs = {}
-    for split in list(encoded):  # the train split (the largest) first, then its columns go
-        numbers, codes = encoded.pop(split)
-        inputs[split] = torch.from_numpy(assemble(codes.shape[1], width, numbers, number_columns, codes, code_offsets,
-                                                  threads=worker_threads()))
-    return inputs
+    return fitted, {table: EncodedColumns(numbers[table], codes[table], width, number_columns, code_offsets)
+                    for table in tables}
 
 
-def _encode_text(name: str, columns: dict[str, Any], parts: Parts, codes: dict[str, np.ndarray], index: int,
-                 max_categories: int) -> ColumnCode:
-    """Fit the text column ``name`` on the train rows and write its category indices as row ``index``
-    of each split's ``codes``."""
-    code, train_codes = fit_text(name, columns["train"], parts["train"][1], max_categories)
-    by_table = {table: train_codes if table == "train" else category_codes(column, code)
-                for table, column in columns.items()}
-    for split, (table, rows) in parts.items():
-        if by_table[table].dtype == codes[split].dtype:
-            np.take(by_table[table], rows, out=codes[split][index], mode="clip")
-        else:
-            codes[split][index] = by_table[table].take(rows)
+def _encode_text(name: str, columns: dict[str, Any], train_rows: np.ndarray, codes: dict[str, np.ndarray],
+                 index: int, max_categories: int) -> ColumnCode:
+    """Fit the text column ``name`` on the ``train_rows`` and write its category indices as row
+    ``index`` of each table's ``codes``."""
+    code, _ = fit_text(name, columns["train"], train_rows, max_categories, out=codes["train"][index])
+    for table, column in columns.items():
+        if table != "train":
+            codes[table][index] = category_codes(column, code)
     return code
 
 
-def _encode_numbers(name: str, columns: dict[str, Any], parts: Parts, numbers: dict[str, np.ndarray], index: int, *,
-                    fill_missing: str | None, standardize: bool, complete: bool, scratch: _Scratch) -> ColumnCode:
-    """Fit the numeric column ``name`` on the train rows and write it, standardised, as row ``index``
-    of each split's ``numbers``. A ``complete`` column (no value missing in any table) takes the
-    path without NaN checks and temporaries, in this thread's ``scratch``."""
+def _encode_numbers(name: str, columns: dict[str, Any], train_rows: np.ndarray, numbers: dict[str, np.ndarray],
+                    index: int, *, fill_missing: str | None, standardize: bool, complete: bool,
+                    scratch: _Scratch) -> ColumnCode:
+    """Fit the numeric column ``name`` on the ``train_rows`` and write it, standardised, as row
+    ``index`` of each table's ``numbers``. A ``complete`` column (no value missing in any table)
+    takes the statistics without NaN checks and temporaries, in ``scratch``."""
     # The train table's column in this thread's scratch when it comes in chunks (a CSV file's parts).
-    # The scratch is made for single-chunk columns too, unused: measured, the Parquet peak is then
-    # 251 MiB instead of 273 (bench table; likely glibc's mmap threshold), so it is kept.
     values = {table: float_values(column, scratch.values(len(column)) if table == "train" else None)
               for table, column in columns.items()}
     if not (complete and standardize):
-        train = values["train"].take(parts["train"][1])  # in the train split's order, as the statistics need
+        train = values["train"].take(train_rows)
         code = fit_numeric(name, train, fill_missing=fill_missing, standardize=standardize)
-        for split, (table, rows) in parts.items():
-            taken = train if split == "train" else values[table].take(rows)
-            standardize_into(taken, code.mean, code.std, code.fill, numbers[split][index])
-        return code
-    deviations, squares = scratch.buffers(max(len(rows) for _, rows in parts.values()))
-    # mode="clip" (the rows are in range): with "raise", numpy gathers into a copy of ``out``
-    train = np.take(values["train"], parts["train"][1], out=deviations[:len(parts["train"][1])], mode="clip")
-    code = fit_complete_numeric(name, train, squares[:len(train)], fill_missing=fill_missing, standardize=True)
-    numbers["train"][index] = np.divide(train, code.std, out=train)  # computed in float64, rounded to float32
-    for split, (table, rows) in parts.items():
-        if split != "train":
-            taken = np.take(values[table], rows, out=deviations[:len(rows)], mode="clip")
-            numbers[split][index] = np.divide(np.subtract(taken, code.mean, out=taken), code.std, out=taken)
+    else:
+        # mode="clip" (the rows are in range): with "raise", numpy gathers into a copy of ``out``
+        train = np.take(values["train"], train_rows, out=scratch.train[:len(train_rows)], mode="clip")
+        code = fit_complete_numeric(name, train, fill_missing=fill_missing, standardize=True)
+    for table, column in values.items():
+        standardize_into(column, code.mean, code.std, code.fill, numbers[table][index], complete=complete,
+                         scratch=scratch.slices)
     return code
 
 
-class _Scratch(threading.local):
-    """Float64 arrays per thread, kept from column to column (fresh memory is slow to touch)."""
+class _Scratch:
+    """Float64 arrays for the columns one thread encodes, kept from column to column (fresh memory
+    is slow to touch): the train rows of a column, and slices to standardise in. Made by the
+    calling thread from Arrow's pool, before the encoding threads start (mimalloc hands a thread's
+    pages back only in that thread)."""
 
-    def buffers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Two arrays of at least ``size`` values: the train rows' deviations and their squares."""
-        held = getattr(self, "held", None)
-        if held is None or len(held[0]) < size:
-            self.held = held = (np.empty(size, np.float64), np.empty(size, np.float64))
-        return held
+    def __init__(self, train_rows: int) -> None:
+        self.train = pool_array(train_rows, np.float64)
+        self.slices = pool_array(CHUNK, np.float64)
+        self.column: np.ndarray | None = None
 
     def values(self, size: int) -> np.ndarray:
         """An array of at least ``size`` values: a column in file order."""
-        column = getattr(self, "column", None)
-        if column is None or len(column) < size:
-            self.column = column = np.empty(size, np.float64)
-        return column
+        if self.column is None or len(self.column) < size:
+            self.column = np.empty(size, np.float64)
+        return self.column
 
 
-def encode_targets(columns: dict[str, Any], parts: Parts, name: str, task: str, *, standardize: bool,
-                   source: str) -> tuple[TargetCode, dict[str, torch.Tensor]]:
-    """The target's encoding (classes from every table, scale from the train rows) and each split's targets."""
+def encode_targets(columns: dict[str, Any], train_rows: np.ndarray, name: str, task: str, *, standardize: bool,
+                   source: str) -> tuple[TargetCode, dict[str, np.ndarray]]:
+    """The target's encoding (classes from every table, scale from the ``train`` table's
+    ``train_rows``) and each table's targets, in file order."""
     code = fit_target(list(columns.values()), columns["train"], name, task, standardize=standardize, source=source,
-                      train_rows=parts["train"][1])
-    encoded = {table: encode_target(column, code) for table, column in columns.items()}
-    return code, {split: torch.from_numpy(encoded[table].take(rows)) for split, (table, rows) in parts.items()}
+                      train_rows=train_rows)
+    return code, {table: encode_target(column, code) for table, column in columns.items()}
+
+
+def file_order(rows: np.ndarray, size: int) -> np.ndarray:
+    """``rows`` (distinct indices below ``size``) sorted, in two linear passes rather than a sort.
+
+    The statistics are taken over the train split's rows in this order: gathered in the split's
+    (random) order, a column took several times longer to read, and the statistics differ only in
+    their last bits (the order of their sums)."""
+    chosen = pool_array(size, bool)
+    chosen[:] = False
+    chosen[rows] = True
+    return np.flatnonzero(chosen)
+
+
+def _is_range(rows: np.ndarray) -> bool:
+    """Whether ``rows`` is ``0, 1, 2, ...`` (a split that is a whole table, in file order)."""
+    return not len(rows) or (rows[0] == 0 and rows[-1] == len(rows) - 1 and bool((np.diff(rows) == 1).all()))

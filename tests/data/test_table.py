@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 pa = pytest.importorskip("pyarrow")  # the [tables] extra; the torch-xla venv lacks it
 import pyarrow.csv as pa_csv  # noqa: E402
@@ -16,6 +17,7 @@ import pyarrow.json  # noqa: E402, F401 - imported before a test hides pyarrow
 import pyarrow.parquet as pq  # noqa: E402
 
 from declarative_train.data import SklearnTable, TableData, table_csv  # noqa: E402
+from declarative_train.data import table as table_module  # noqa: E402
 from declarative_train.data.table_arrays import float_values  # noqa: E402
 from declarative_train.data.table_encode import MAX_AUTO_CLASSES, TargetCode, encode_target  # noqa: E402
 from declarative_train.data.table_read import read_table  # noqa: E402
@@ -229,7 +231,7 @@ def mixed(rows: int, seed: int) -> dict[str, list[Any]]:
 
 def reference_features(columns: dict[str, list[Any]], train_rows: np.ndarray, fill: str) -> np.ndarray:
     """The encoding written plainly: numbers standardised with the train rows' statistics (taken in
-    the split's order, missing values filled first), text one-hot over the train rows' sorted categories."""
+    file order, missing values filled first), text one-hot over the train rows' sorted categories."""
     encoded = []
     for values in columns.values():
         if any(isinstance(v, str) for v in values):
@@ -241,7 +243,7 @@ def reference_features(columns: dict[str, list[Any]], train_rows: np.ndarray, fi
             encoded.append(one_hot)
             continue
         x = np.array([np.nan if v is None else float(v) for v in values])
-        train = x[train_rows]
+        train = x[np.sort(train_rows)]
         fill_value = train[~np.isnan(train)].mean() if fill == "mean" else 0.0
         train = np.where(np.isnan(train), fill_value, train)
         std = train.std(ddof=1)
@@ -293,7 +295,8 @@ def test_dropped_rows_split_files_and_a_regression_target_equal_the_reference(tm
     both = {k: train_kept[k] + test_kept[k] for k in train_kept}  # the train statistics apply to the test file
     features = reference_features(both, parts["train"], "drop")
     target = np.array(train_target)[kept["train"]]
-    mean, std = target[parts["train"]].mean(), target[parts["train"]].std(ddof=1)
+    train_rows = np.sort(parts["train"])
+    mean, std = target[train_rows].mean(), target[train_rows].std(ddof=1)
     targets = {"train": target, "val": target, "test": np.array(test_target)[kept["test"]]}
     offset = {"train": 0, "val": 0, "test": len(kept["train"])}
     for split, taken in parts.items():
@@ -366,3 +369,57 @@ def test_float_values_of_a_chunked_column_into_scratch(chunks: list[list[Any]], 
     assert np.array_equal(float_values(column), expected, equal_nan=True)
     single = pa.chunked_array([[1.0, 2.0]])
     assert not np.shares_memory(float_values(single, scratch), scratch)  # one chunk: a view of its buffer
+
+
+def test_batches_are_made_from_the_encoded_columns_as_the_whole_split_is(tmp_path: Path) -> None:
+    columns = mixed(300, seed=6)
+    data = table_data(path=str(write({**columns, "label": [i % 3 for i in range(300)]}, tmp_path / "t.parquet")),
+                      fill_missing="zero", batch_size=16)
+    train = data.datasets["train"]
+    inputs, target = train.tensors
+    batches = list(data.dataloader("train", shuffle=True, generator=torch.Generator().manual_seed(1)))
+    stock = list(DataLoader(TensorDataset(inputs, target), batch_size=16, shuffle=True,
+                            generator=torch.Generator().manual_seed(1)))
+    assert len(batches) == len(stock) == -(-len(train) // 16)
+    for (batch_inputs, batch_target), (want_inputs, want_target) in zip(batches, stock):
+        assert torch.equal(batch_inputs, want_inputs) and torch.equal(batch_target, want_target)
+    data.batch_fetch = False  # one row at a time through __getitem__, the same values
+    first = next(iter(data.dataloader("test")))
+    assert all(torch.equal(a, b[:16]) for a, b in zip(first, data.datasets["test"].tensors, strict=True))
+    head = train.head(10)
+    assert len(head) == 10 and torch.equal(head.tensors[0], inputs[:10])
+
+
+def test_a_parquet_column_read_whole_or_a_column_at_a_time_encodes_the_same(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    columns = mixed(2_000, seed=8)
+    path = write({**columns, "label": [["a", "b"][i % 2] for i in range(2_000)]}, tmp_path / "t.parquet")
+    by_column = table_data(path=str(path), fill_missing="mean")
+    whole = read_table
+    monkeypatch.setattr(table_module, "read_table", lambda *args, by_column=False, **kwargs: whole(*args, **kwargs))
+    read_whole = table_data(path=str(path), fill_missing="mean")
+    for split in ("train", "val", "test"):
+        for a, b in zip(by_column.datasets[split].tensors, read_whole.datasets[split].tensors):
+            assert torch.equal(a, b)
+
+
+def test_missing_values_are_reported_before_a_column_that_cannot_be_encoded(tmp_path: Path) -> None:
+    path = write({"c": [f"k{i}" for i in range(30)], "x": [None, *range(29)], "label": [i % 2 for i in range(30)]},
+                 tmp_path / "t.parquet")
+    with pytest.raises(ArgumentError, match=r"columns miss values: 'x' \(1 of 30\)"):
+        table_data(path=str(path), max_categories=5)
+    with pytest.raises(ArgumentError, match="max_categories is 5, text column 'c'"):
+        table_data(path=str(path), max_categories=5, fill_missing="zero")
+
+
+def test_a_parquet_column_that_cannot_be_read_names_the_file_setting(tmp_path: Path) -> None:
+    path = write({"x": np.random.default_rng(0).normal(size=50_000), "label": [i % 2 for i in range(50_000)]},
+                 tmp_path / "t.parquet")
+    column = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    data = bytearray(path.read_bytes())
+    start = column.data_page_offset + 64  # inside the first data page of x, past its header
+    data[start:start + 4096] = bytes(4096)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArgumentError, match=r"cannot read column 'x' of .*t.parquet") as caught:
+        table_data(path=str(path))
+    assert caught.value.argument == "path"

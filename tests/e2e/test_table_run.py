@@ -68,7 +68,7 @@ def test_a_csv_trains_with_shapes_from_the_data(dtrain: Callable[..., tuple[Any,
 
     reads: list[str] = []
     read = table.read_table
-    monkeypatch.setattr(table, "read_table", lambda path, *a: reads.append(path) or read(path, *a))
+    monkeypatch.setattr(table, "read_table", lambda path, *a, **k: reads.append(path) or read(path, *a, **k))
     code, err = dtrain("data=table", f"data.path={wine}", "data.target=cultivar", *QUICK, "logger=none")
     assert code == 0, err
     assert reads == [str(wine)]  # read once: the build reuses the module that found the shapes
