@@ -143,16 +143,14 @@ class TableData(DataModule):
         if self.fill_missing == "drop":
             for name in list(tables):
                 tables[name], kept[name] = self._drop_missing(tables[name], columns, name)
-        with ThreadPoolExecutor(1, thread_name_prefix="table-split") as helper:
-            # The rows are split (a random permutation: milliseconds) while the columns are read.
-            split = helper.submit(self._split, {name: table.num_rows for name, table in tables.items()})
-            # The target in one piece: the pool's memory is handed back only where no piece of any column is left.
-            target = {name: _one_chunk(table.column(self.target)) for name, table in tables.items()}
-            for column in target.values():
-                if gaps := missing_count(column):
-                    raise ArgumentError(OWNER, "fill_missing", f"the target column {self.target!r} misses {gaps} "
-                                                               f"of {len(column)} values: a target cannot be "
-                                                               f"filled; use data.fill_missing=drop")
+        with ThreadPoolExecutor(1, thread_name_prefix="table-target") as helper:
+            # The target is read on a helper thread while this one splits the rows (a random permutation).
+            reading = helper.submit(self._read_target, tables)
+            parts, train_rows = self._split({name: table.num_rows for name, table in tables.items()})
+            target = reading.result()
+            # The target is encoded on the helper thread while the features are.
+            encoding = helper.submit(encode_targets, target, train_rows, self.target, self.task,
+                                     standardize=self.standardize_target, source=source)
             ids = {name: self._id_values(table, kept[name]) for name, table in tables.items()
                    if self.id_column is None or self.id_column in table.column_names}
             kinds = {name: tables["train"].schema.field(name).type for name in columns}
@@ -160,12 +158,9 @@ class TableData(DataModule):
                        for name, table in tables.items()}
             del tables  # from here on each column is dropped once encoded
             self.columns, encoded = encode_features(sources, {name: len(column) for name, column in target.items()},
-                                                    lambda: split.result()[1], columns, kinds,
-                                                    fill_missing=self.fill_missing, standardize=self.standardize,
-                                                    max_categories=self.max_categories)
-            parts, train_rows = split.result()
-        self.target_code, targets = encode_targets(target, train_rows, self.target, self.task,
-                                                   standardize=self.standardize_target, source=source)
+                                                    train_rows, columns, kinds, fill_missing=self.fill_missing,
+                                                    standardize=self.standardize, max_categories=self.max_categories)
+            self.target_code, targets = encoding.result()
         del target
         self.datasets = {split: TableSplit(encoded[table], targets[table], rows)
                          for split, (table, rows) in parts.items() if len(rows)}
@@ -176,6 +171,17 @@ class TableData(DataModule):
         self._found = self._shapes()
         adopt_shapes(self, self._found, OWNER, SHAPE_ARGUMENTS)
         self._log(source, columns, {split: len(rows) for split, (_, rows) in parts.items()})
+
+    def _read_target(self, tables: dict[str, Any]) -> dict[str, Any]:
+        """Each table's target column in one piece (the pool's memory is handed back only where no
+        piece of any column is left); a missing value is an error."""
+        target = {name: _one_chunk(table.column(self.target)) for name, table in tables.items()}
+        for column in target.values():
+            if gaps := missing_count(column):
+                raise ArgumentError(OWNER, "fill_missing", f"the target column {self.target!r} misses {gaps} of "
+                                                           f"{len(column)} values: a target cannot be filled; use "
+                                                           f"data.fill_missing=drop")
+        return target
 
     def _check_columns(self, tables: dict[str, Any], source: str) -> list[str]:
         """The feature columns, once the files hold them (and the target and id columns) in a kind that is read."""

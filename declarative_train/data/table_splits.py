@@ -16,7 +16,7 @@ are freed while the next ones are encoded; a Parquet file read a column at a tim
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -47,6 +47,9 @@ from declarative_train.data.table_read import (
 )
 from declarative_train.data.table_threads import in_order
 from declarative_train.errors import ArgumentError
+
+#: Rows found at a time by :func:`file_order`.
+_SLICE = 1 << 16
 
 
 @attrs.frozen(eq=False)
@@ -103,7 +106,7 @@ class TableSplit(BatchDataset):
                 torch.from_numpy(self.targets.take(self.rows)))
 
 
-def encode_features(tables: Mapping[str, Any], sizes: Mapping[str, int], train_rows: Callable[[], np.ndarray],
+def encode_features(tables: Mapping[str, Any], sizes: Mapping[str, int], train_rows: np.ndarray,
                     names: Sequence[str], kinds: Mapping[str, Any], *, fill_missing: str | None, standardize: bool,
                     max_categories: int) -> tuple[list[ColumnCode], dict[str, EncodedColumns]]:
     """The fitted encodings of the feature columns ``names`` and each table's encoded columns.
@@ -111,11 +114,10 @@ def encode_features(tables: Mapping[str, Any], sizes: Mapping[str, int], train_r
     ``tables`` maps a table name (of ``sizes[name]`` rows) to its columns: anything whose
     ``pop(column name)`` gives the column once, a dict of Arrow columns (each then dropped once
     encoded) or a :class:`~.table_read.ParquetColumns` (which reads it then). ``kinds`` are the
-    columns' Arrow types. The encodings are fitted on the rows ``train_rows()`` of the ``train``
-    table (the train split's, :func:`file_order`), asked for by each thread once it has taken its
-    column: they may still be being drawn. Columns are taken and encoded on a few threads (numpy
-    and pyarrow release the GIL in their loops): one thread's column is read while another's is
-    encoded.
+    columns' Arrow types. The encodings are fitted on the rows ``train_rows`` of the ``train``
+    table (the train split's, :func:`file_order`). Columns are taken and encoded on a few threads
+    (numpy and pyarrow release the GIL in their loops): one thread's column is read while
+    another's is encoded.
 
     Missing values are counted as each column is taken. With ``fill_missing`` unset, the first
     table that misses values is an :class:`ArgumentError` listing its columns, raised before any
@@ -127,24 +129,24 @@ def encode_features(tables: Mapping[str, Any], sizes: Mapping[str, int], train_r
     codes = {table: pool_array((len(text), sizes[table]), code_type(max_categories)) for table in tables}
     pyarrow = pyarrow_module()
     pool = pyarrow.default_memory_pool()
-    pool.release_unused()  # what reading the file freed
-    spare: queue.SimpleQueue[_Scratch] = queue.SimpleQueue()
-    for _ in range(worker_threads()):
-        spare.put(_Scratch(sizes["train"]))
     # Columns read here: a thread's next column reuses the pages its last one freed. Columns of a
     # table in memory: each hands its pages back when encoded, so that the peak stays low.
     in_memory = all(isinstance(source, dict) for source in tables.values())
+    if in_memory:
+        pool.release_unused()  # what reading the file freed
+    spare: queue.SimpleQueue[_Scratch] = queue.SimpleQueue()
+    for _ in range(worker_threads()):
+        spare.put(_Scratch(len(train_rows)))
 
     def encode(name: str) -> tuple[ColumnCode | ArgumentError, dict[str, int]]:
         columns = {table: source.pop(name) for table, source in tables.items()}
         gaps = {table: missing_count(column) for table, column in columns.items()}
         scratch = spare.get()
         try:
-            rows = train_rows()
             if name in text:
-                code = _encode_text(name, columns, rows, codes, text.index(name), max_categories)
+                code = _encode_text(name, columns, train_rows, codes, text.index(name), max_categories)
             else:
-                code = _encode_numbers(name, columns, rows, numbers, numeric.index(name),
+                code = _encode_numbers(name, columns, train_rows, numbers, numeric.index(name),
                                        fill_missing=fill_missing, standardize=standardize,
                                        complete=not any(gaps.values()), scratch=scratch)
         except ArgumentError as error:
@@ -203,7 +205,7 @@ def _encode_numbers(name: str, columns: dict[str, Any], train_rows: np.ndarray, 
         code = fit_numeric(name, train, fill_missing=fill_missing, standardize=standardize)
     else:
         # mode="clip" (the rows are in range): with "raise", numpy gathers into a copy of ``out``
-        train = np.take(values["train"], train_rows, out=scratch.train[:len(train_rows)], mode="clip")
+        train = np.take(values["train"], train_rows, out=scratch.train, mode="clip")
         code = fit_complete_numeric(name, train, fill_missing=fill_missing, standardize=True)
     for table, column in values.items():
         standardize_into(column, code.mean, code.std, code.fill, numbers[table][index], complete=complete,
@@ -247,7 +249,13 @@ def file_order(rows: np.ndarray, size: int) -> np.ndarray:
     chosen = pool_array(size, bool)
     chosen[:] = False
     chosen[rows] = True
-    return np.flatnonzero(chosen)
+    ordered = pool_array(len(rows), np.int64)
+    filled = 0
+    for first in range(0, size, _SLICE):  # slices: numpy's result of a whole column would be fresh memory
+        found = np.flatnonzero(chosen[first:first + _SLICE])
+        np.add(found, first, out=ordered[filled:filled + len(found)])
+        filled += len(found)
+    return ordered
 
 
 def _is_range(rows: np.ndarray) -> bool:

@@ -21,6 +21,7 @@ from declarative_train.data import table as table_module  # noqa: E402
 from declarative_train.data.table_arrays import float_values  # noqa: E402
 from declarative_train.data.table_encode import MAX_AUTO_CLASSES, TargetCode, encode_target  # noqa: E402
 from declarative_train.data.table_read import read_table  # noqa: E402
+from declarative_train.data.table_splits import file_order  # noqa: E402
 from declarative_train.errors import ArgumentError, ConfigError  # noqa: E402
 
 
@@ -423,3 +424,9 @@ def test_a_parquet_column_that_cannot_be_read_names_the_file_setting(tmp_path: P
     with pytest.raises(ArgumentError, match=r"cannot read column 'x' of .*t.parquet") as caught:
         table_data(path=str(path))
     assert caught.value.argument == "path"
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, (1 << 16) + 1, 150_001])
+def test_file_order_sorts_distinct_rows(size: int) -> None:
+    rows = np.random.default_rng(size).permutation(size)[:size * 3 // 4]
+    assert np.array_equal(file_order(rows, size), np.sort(rows))
