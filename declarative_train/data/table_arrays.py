@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+#: Values counted at a time (:func:`small_integers`).
+_SLICE = 1 << 16
+
 
 def float_values(column: Any, scratch: np.ndarray | None = None) -> np.ndarray:
     """A numeric column as float64 with NaN where values are missing. A float64 column of several
@@ -91,5 +94,9 @@ def small_integers(columns: Sequence[Any], limit: int = 1 << 20) -> list[int] | 
     ranges = [pc.min_max(c).as_py() for c in columns if len(c)]
     if not ranges or min(r["min"] for r in ranges) < 0 or max(r["max"] for r in ranges) >= limit:
         return None
-    counts = sum(np.bincount(numpy_values(column), minlength=max(r["max"] for r in ranges) + 1) for column in columns)
+    counts = np.zeros(max(r["max"] for r in ranges) + 1, dtype=np.int64)
+    for column in columns:
+        values = numpy_values(column)
+        for first in range(0, len(values), _SLICE):  # bincount copies a read-only input: a slice at a time
+            counts += np.bincount(values[first:first + _SLICE], minlength=len(counts))
     return np.flatnonzero(counts).tolist()

@@ -58,7 +58,6 @@ def assemble(rows: int, width: int, numbers: np.ndarray, number_columns: Sequenc
     gaps = bool(codes.size) and bool((codes < 0).any())
     step = -(-rows // max(threads, 1) // BLOCK_ROWS) * BLOCK_ROWS or BLOCK_ROWS
     spans = [(first, min(first + step, rows)) for first in range(0, rows, step)]
-
     runs, offsets = _runs(number_columns), np.asarray(code_offsets, dtype=np.int64)
 
     def fill(span: tuple[int, int]) -> None:

@@ -125,6 +125,7 @@ def encode_features(tables: Mapping[str, Any], sizes: Mapping[str, int], train_r
     """
     text = [name for name in names if is_text(kinds[name])]
     numeric = [name for name in names if name not in text]
+    row_of = {name: index for group in (text, numeric) for index, name in enumerate(group)}  # in codes or numbers
     numbers = {table: pool_array((len(numeric), sizes[table]), np.float32) for table in tables}
     codes = {table: pool_array((len(text), sizes[table]), code_type(max_categories)) for table in tables}
     pyarrow = pyarrow_module()
@@ -144,9 +145,9 @@ def encode_features(tables: Mapping[str, Any], sizes: Mapping[str, int], train_r
         scratch = spare.get()
         try:
             if name in text:
-                code = _encode_text(name, columns, train_rows, codes, text.index(name), max_categories)
+                code = _encode_text(name, columns, train_rows, codes, row_of[name], max_categories)
             else:
-                code = _encode_numbers(name, columns, train_rows, numbers, numeric.index(name),
+                code = _encode_numbers(name, columns, train_rows, numbers, row_of[name],
                                        fill_missing=fill_missing, standardize=standardize,
                                        complete=not any(gaps.values()), scratch=scratch)
         except ArgumentError as error:
