@@ -38,11 +38,12 @@ back to the host within seconds). ``--cold`` measures without, as earlier versio
 pyarrow's pool, mimalloc, maps its memory in huge pages: few faults, each a 2 MB page; smaller
 numpy arrays take 4 KB pages, a fault each).
 
-A third contender, ``read``, is TableData's reading of a whole file alone (``table_read.read_table``:
-CSV in 16 MB parts parsed by ``read_csv`` on two threads, Parquet without pre-buffering and its
-text columns as dictionaries), so that the encoding's share shows. (TableData reads a Parquet file
-a column at a time while it encodes the columns read, unless rows with missing values are dropped.) The children run with
-``OMP_NUM_THREADS=1``, which also sets pyarrow's ``cpu_count``: pyarrow reads on one thread;
+A third contender, ``read``, is TableData's reading of a whole file alone
+(``table_read.read_table``: CSV in 16 MB parts parsed by ``read_csv`` on two threads, Parquet
+without pre-buffering and its text columns as dictionaries), so that the encoding's share shows.
+(TableData reads a Parquet file a column at a time while it encodes the columns read, unless rows
+with missing values are dropped.) The children run with ``OMP_NUM_THREADS=1`` by default, which
+also sets pyarrow's ``cpu_count``: pyarrow reads on one thread;
 TableData reads and encodes on two (its own threads, not OpenMP's), so the ``cpu s`` line, all
 threads summed, is the ratio a busy machine shows. ``--omp-threads unset`` leaves pyarrow its
 default, every core: the same thread budget for both, the comparison the target is held to.
