@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-#: Values counted at a time (:func:`small_integers`).
-_SLICE = 1 << 16
+#: Values handled at a time where numpy would otherwise copy a whole column into fresh memory
+#: (``bincount`` copies a read-only or 32-bit input to 64-bit integers, ``take`` its indices).
+SLICE = 1 << 16
 
 
 def float_values(column: Any, scratch: np.ndarray | None = None) -> np.ndarray:
@@ -94,9 +95,17 @@ def small_integers(columns: Sequence[Any], limit: int = 1 << 20) -> list[int] | 
     ranges = [pc.min_max(c).as_py() for c in columns if len(c)]
     if not ranges or min(r["min"] for r in ranges) < 0 or max(r["max"] for r in ranges) >= limit:
         return None
-    counts = np.zeros(max(r["max"] for r in ranges) + 1, dtype=np.int64)
-    for column in columns:
-        values = numpy_values(column)
-        for first in range(0, len(values), _SLICE):  # bincount copies a read-only input: a slice at a time
-            counts += np.bincount(values[first:first + _SLICE], minlength=len(counts))
+    size = max(r["max"] for r in ranges) + 1
+    counts = sum(value_counts(numpy_values(column), None, size) for column in columns)
     return np.flatnonzero(counts).tolist()
+
+
+def value_counts(values: np.ndarray, rows: np.ndarray | None, size: int) -> np.ndarray:
+    """How often each of ``0 .. size - 1`` is among ``values`` at ``rows`` (every row when ``None``),
+    counted :data:`SLICE` values at a time."""
+    counts = np.zeros(size, dtype=np.int64)
+    count = len(values) if rows is None else len(rows)
+    for first in range(0, count, SLICE):
+        part = values[first:first + SLICE] if rows is None else values.take(rows[first:first + SLICE])
+        counts += np.bincount(part, minlength=size)
+    return counts

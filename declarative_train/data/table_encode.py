@@ -17,10 +17,12 @@ import attrs
 import numpy as np
 
 from declarative_train.data.table_arrays import (
+    SLICE,
     distinct_values,
     float_values,
     numpy_values,
     small_integers,
+    value_counts,
 )
 from declarative_train.data.table_matrix import assemble, code_type, standardize_into
 from declarative_train.data.table_read import OWNER
@@ -31,8 +33,6 @@ TASKS = ("auto", "classification", "regression")
 FILL_MODES = ("mean", "zero", "drop")
 #: ``task=auto``: an integer target with at most this many distinct values is classification.
 MAX_AUTO_CLASSES = 20
-#: Rows counted at a time (:func:`_counts`).
-_SLICE = 1 << 16
 
 
 def is_text(kind: Any) -> bool:
@@ -102,7 +102,7 @@ def fit_text(name: str, column: Any, train_rows: np.ndarray | None, max_categori
     ``None``) and the column's category index per row (-1: missing, or not a train category),
     written into ``out`` when given (of :func:`code_type` for ``max_categories``)."""
     values, index = distinct_values(column)
-    seen = _counts(index, train_rows, len(values)) > 0
+    seen = value_counts(index, train_rows, len(values)) > 0
     categories = sorted({v for v, s in zip(values, seen) if s and v is not None})
     if len(categories) > max_categories:
         raise ArgumentError(OWNER, "max_categories", f"is {max_categories}, text column {name!r} has "
@@ -112,21 +112,9 @@ def fit_text(name: str, column: Any, train_rows: np.ndarray | None, max_categori
     lookup = np.array([position.get(v, -1) if v is not None else -1 for v in values], dtype=code_type(max_categories))
     if out is None:
         return ColumnCode(name, categories=tuple(categories)), lookup.take(index)
-    for first in range(0, len(index), _SLICE):  # numpy copies 32-bit indices to 64 bits first: a slice at a time
-        lookup.take(index[first:first + _SLICE], out=out[first:first + _SLICE], mode="clip")  # in range
+    for first in range(0, len(index), SLICE):  # numpy copies 32-bit indices to 64 bits first
+        lookup.take(index[first:first + SLICE], out=out[first:first + SLICE], mode="clip")  # in range
     return ColumnCode(name, categories=tuple(categories)), out
-
-
-def _counts(index: np.ndarray, rows: np.ndarray | None, size: int) -> np.ndarray:
-    """How often each of ``size`` values is ``index`` at ``rows`` (every row when ``None``). Counted
-    in slices of the rows: ``bincount`` copies its input to 64-bit integers first, and a whole
-    column's copy is fresh memory, several megabytes of page faults."""
-    counts = np.zeros(size, dtype=np.int64)
-    count = len(index) if rows is None else len(rows)
-    for first in range(0, count, _SLICE):
-        part = index[first:first + _SLICE] if rows is None else index.take(rows[first:first + _SLICE])
-        counts += np.bincount(part, minlength=size)
-    return counts
 
 
 def category_codes(column: Any, code: ColumnCode) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from declarative_train.data.module import BatchDataset
-from declarative_train.data.table_arrays import float_values, pool_array
+from declarative_train.data.table_arrays import SLICE, float_values, pool_array
 from declarative_train.data.table_encode import (
     ColumnCode,
     TargetCode,
@@ -48,9 +48,6 @@ from declarative_train.data.table_read import (
 from declarative_train.data.table_threads import in_order
 from declarative_train.errors import ArgumentError
 
-#: Rows found at a time by :func:`file_order`.
-_SLICE = 1 << 16
-
 
 @attrs.frozen(eq=False)
 class EncodedColumns:
@@ -69,12 +66,8 @@ class EncodedColumns:
 
     def inputs(self, rows: np.ndarray, threads: int = 1) -> np.ndarray:
         """The float32 input matrix of ``rows`` (indices into the table), in their order."""
-        if len(rows) == self.numbers.shape[1] and _is_range(rows):
-            numbers, codes = self.numbers, self.codes
-        else:
-            numbers, codes = self.numbers.take(rows, axis=1), self.codes.take(rows, axis=1)
-        return assemble(len(rows), self.width, numbers, self.number_columns, codes, self.code_offsets,
-                        threads=threads)
+        return assemble(len(rows), self.width, self.numbers.take(rows, axis=1), self.number_columns,
+                        self.codes.take(rows, axis=1), self.code_offsets, threads=threads)
 
 
 class TableSplit(BatchDataset):
@@ -252,13 +245,8 @@ def file_order(rows: np.ndarray, size: int) -> np.ndarray:
     chosen[rows] = True
     ordered = pool_array(len(rows), np.int64)
     filled = 0
-    for first in range(0, size, _SLICE):  # slices: numpy's result of a whole column would be fresh memory
-        found = np.flatnonzero(chosen[first:first + _SLICE])
+    for first in range(0, size, SLICE):  # slices: numpy's result of a whole column would be fresh memory
+        found = np.flatnonzero(chosen[first:first + SLICE])
         np.add(found, first, out=ordered[filled:filled + len(found)])
         filled += len(found)
     return ordered
-
-
-def _is_range(rows: np.ndarray) -> bool:
-    """Whether ``rows`` is ``0, 1, 2, ...`` (a split that is a whole table, in file order)."""
-    return not len(rows) or (rows[0] == 0 and rows[-1] == len(rows) - 1 and bool((np.diff(rows) == 1).all()))
