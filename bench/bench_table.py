@@ -21,6 +21,14 @@
 
    Targets: <= 1.5x pyarrow's time and <= 2x the raw table's memory; pyarrow's own peak is shown
    as a ratio too.
+
+   Rounds and the control: each round runs every contender ``--repeats`` times (3), interleaved in
+   a random order, and takes each contender's median of its runs; the time ratio is reported per
+   round, and over single runs paired in order. pyarrow runs twice in each slot, the second run
+   ("pyarrow again") as a control: its ratio to the first is what this machine's noise alone
+   makes of a ratio. One run each is too noisy to hold a 1.5x target to: the control's single
+   runs ranged 0.65-1.60x (pyarrow against itself), so one round in ten or so fails "1.5x" with no
+   difference at all; a round's median of 3 runs narrowed the control to 0.82-1.39x.
 2. Throughput: the default MLP trained on the encoded table's train split, batch 64, through
    the data module's loader (each batch's inputs made from the encoded columns when it is
    fetched) vs a hand-written loop over a plain ``DataLoader(TensorDataset)`` of the same inputs,
@@ -42,18 +50,20 @@ A third contender, ``read``, is TableData's reading of a whole file alone
 (``table_read.read_table``: CSV in 16 MB parts parsed by ``read_csv`` on two threads, Parquet
 without pre-buffering and its text columns as dictionaries), so that the encoding's share shows.
 (TableData reads a Parquet file a column at a time while it encodes the columns read, unless rows
-with missing values are dropped.) The children run with ``OMP_NUM_THREADS=1`` by default, which
-also sets pyarrow's ``cpu_count``: pyarrow reads on one thread;
-TableData reads and encodes on two (its own threads, not OpenMP's), so the ``cpu s`` line, all
-threads summed, is the ratio a busy machine shows. ``--omp-threads unset`` leaves pyarrow its
-default, every core: the same thread budget for both, the comparison the target is held to.
+with missing values are dropped.) By default the children leave ``OMP_NUM_THREADS`` unset, so that
+pyarrow reads on every core, and TableData reads and encodes on two threads of its own (not
+OpenMP's): the same thread budget for both on this 2-core machine, the comparison the target is
+held to. ``--omp-threads 1`` also sets pyarrow's ``cpu_count`` to one (pyarrow then reads on one
+thread, TableData still on two); the ``cpu s`` line, all threads summed, is the ratio a busy
+machine shows.
 
 Earlier versions of this bench wrote the text columns as the digits 0-7, which a CSV reader takes
 for integers (the CSV case had no text column: 20 inputs), timed the lazy imports with the load,
-and took the peak from ``ru_maxrss`` (the process's lifetime peak, imports included).
+took the peak from ``ru_maxrss`` (the process's lifetime peak, imports included), and ran each
+contender once per round, without the control.
 
-Usage: ``python bench/bench_table.py [--rows 1000000] [--rounds 3] [--formats csv,parquet] [--cold]
-[--omp-threads 1|N|unset] [--train-rows 20000] [--skip-throughput]``
+Usage: ``python bench/bench_table.py [--rows 1000000] [--rounds 3] [--repeats 3] [--formats csv,parquet]
+[--cold] [--omp-threads 1|N|unset] [--train-rows 20000] [--skip-throughput]``
 """
 
 from __future__ import annotations
@@ -141,6 +151,11 @@ def write_tables(rows: int, folder: Path) -> dict[str, Path]:
     return paths
 
 
+#: The loading contenders, each a kind of child run: pyarrow twice, its second run the control
+#: (what the machine's noise alone makes of a ratio).
+CONTENDERS = {"pyarrow": "pyarrow", "pyarrow again": "pyarrow", "read": "read", "table": "table"}
+
+
 def load(kind: str, path: Path, resident: int, omp_threads: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("OMP_NUM_THREADS", None)
@@ -151,39 +166,54 @@ def load(kind: str, path: Path, resident: int, omp_threads: str) -> dict[str, fl
     return json.loads(out.strip().splitlines()[-1])
 
 
-def bench_loading(paths: dict[str, Path], rounds: int, resident: int, omp_threads: str) -> None:
+def bench_loading(paths: dict[str, Path], rounds: int, repeats: int, resident: int, omp_threads: str) -> None:
     memory = f"{resident / 2**20:.0f} MiB made resident first" if resident else "cold memory"
     threads = "unset (pyarrow uses every core)" if omp_threads == "unset" else omp_threads
-    print(f"\nloading ({rounds} rounds, fresh processes, {memory}, OMP_NUM_THREADS {threads}; medians, [min-max])")
+    print(f"\nloading ({rounds} rounds of {repeats} runs of each contender, fresh processes, {memory}, "
+          f"OMP_NUM_THREADS {threads}; medians, [min-max])")
     for fmt, path in paths.items():
-        runs: dict[str, list[dict[str, float]]] = {"pyarrow": [], "read": [], "table": []}
-        for _ in range(rounds):
-            for kind in random.sample(list(runs), len(runs)):
-                runs[kind].append(load(kind, path, resident, omp_threads))
-        raw = statistics.median(r["raw"] for r in runs["pyarrow"])
-        arrow_s = [r["seconds"] for r in runs["pyarrow"]]
-        ours_s = [r["seconds"] for r in runs["table"]]
-        arrow_peak = [r["peak"] for r in runs["pyarrow"]]
-        ours_peak = [r["peak"] for r in runs["table"]]
-        print(f"  {fmt:8} raw table {raw / 2**20:4.0f} MiB, held by the splits {runs['table'][0]['encoded'] / 2**20:4.0f} "
-              f"MiB ({runs['table'][0]['encoded'] / raw:.2f}x the raw table)")
-        print(f"           pyarrow   {_s(arrow_s)}, peak {_range([p / 2**20 for p in arrow_peak], 0)} MiB "
-              f"= {_range([p / raw for p in arrow_peak])}x the raw table")
-        print(f"           TableData {_s(ours_s)}, peak {_range([p / 2**20 for p in ours_peak], 0)} MiB "
-              f"= {_range([p / raw for p in ours_peak])}x the raw table, "
-              f"{_range([o / a for o, a in zip(ours_peak, arrow_peak)])}x pyarrow's peak")
-        read_s = [r["seconds"] for r in runs["read"]]
-        print(f"           read only {_s(read_s)}, peak {_range([r['peak'] / 2**20 for r in runs['read']], 0)} MiB")
-        ratios = [o / a for o, a in zip(ours_s, arrow_s)]
+        # per contender, per round: its runs. "pyarrow again" is pyarrow once more: the control.
+        runs: dict[str, list[list[dict[str, float]]]] = {kind: [[] for _ in range(rounds)] for kind in CONTENDERS}
+        for round_runs in range(rounds):
+            for _ in range(repeats):
+                for kind in random.sample(list(CONTENDERS), len(CONTENDERS)):
+                    runs[kind][round_runs].append(load(CONTENDERS[kind], path, resident, omp_threads))
+        every = {kind: [run for round_runs in by_round for run in round_runs] for kind, by_round in runs.items()}
+        # a round's time of a contender: the median of its runs in that round
+        by_round = {kind: [statistics.median(run["seconds"] for run in round_runs) for round_runs in values]
+                    for kind, values in runs.items()}
+        raw = statistics.median(r["raw"] for r in every["pyarrow"])
+        encoded = every["table"][0]["encoded"]
+        arrow_peak = [r["peak"] for r in every["pyarrow"]]
+        ours_peak = [r["peak"] for r in every["table"]]
+        print(f"  {fmt:8} raw table {raw / 2**20:4.0f} MiB, held by the splits {encoded / 2**20:4.0f} "
+              f"MiB ({encoded / raw:.2f}x the raw table)")
+        print(f"           pyarrow   {_s([r['seconds'] for r in every['pyarrow']])}, peak "
+              f"{_range([p / 2**20 for p in arrow_peak], 0)} MiB = {_range([p / raw for p in arrow_peak])}x the raw table")
+        print(f"           TableData {_s([r['seconds'] for r in every['table']])}, peak "
+              f"{_range([p / 2**20 for p in ours_peak], 0)} MiB = {_range([p / raw for p in ours_peak])}x the raw "
+              f"table, {_range([o / a for o, a in zip(ours_peak, arrow_peak)])}x pyarrow's peak")
+        print(f"           read only {_s([r['seconds'] for r in every['read']])}, peak "
+              f"{_range([r['peak'] / 2**20 for r in every['read']], 0)} MiB")
+        ratios = [o / a for o, a in zip(by_round["table"], by_round["pyarrow"])]
+        control = [o / a for o, a in zip(by_round["pyarrow again"], by_round["pyarrow"])]
         print(f"           time      {_range(ratios)}x pyarrow's, "
-              f"{_range([o / a for o, a in zip(ours_s, read_s)])}x the read alone (paired by round)")
+              f"{_range([o / a for o, a in zip(by_round['table'], by_round['read'])])}x the read alone "
+              f"(by round: each contender's median of its {repeats} runs)")
         print(f"           by round  {' '.join(f'{r:.2f}' for r in ratios)}")
-        faults = {kind: statistics.median(r["faults"] for r in values) for kind, values in runs.items()}
+        print(f"           control   pyarrow again {_range(control)}x pyarrow's by round: "
+              f"{' '.join(f'{r:.2f}' for r in control)}")
+        single = [o["seconds"] / a["seconds"] for o, a in zip(every["table"], every["pyarrow"])]
+        single_control = [o["seconds"] / a["seconds"] for o, a in zip(every["pyarrow again"], every["pyarrow"])]
+        print(f"           run pairs {_range(single)}x pyarrow's, {sum(r > 1.5 for r in single)} of {len(single)} "
+              f"over 1.5x; the control {_range(single_control)}x, {sum(r > 1.5 for r in single_control)} over "
+              f"1.5x (one run each, paired in order)")
+        faults = {kind: statistics.median(r["faults"] for r in values) for kind, values in every.items()}
         print(f"           faults    pyarrow {faults['pyarrow']:.0f}, read only {faults['read']:.0f}, "
               f"TableData {faults['table']:.0f} (minor page faults, medians)")
-        cpu = {kind: [r["cpu"] for r in values] for kind, values in runs.items()}
+        cpu = {kind: [r["cpu"] for r in values] for kind, values in every.items()}
         print(f"           cpu s     pyarrow {_range(cpu['pyarrow'])}, read only {_range(cpu['read'])}, "
-              f"TableData {_range(cpu['table'])}: {_range([o / a for o, a in zip(cpu['table'], cpu['pyarrow'])])}x")
+              f"TableData {_range(cpu['table'])}: {_range([o / a for o, a in zip(cpu['table'], cpu['pyarrow']) if a])}x")
 
 
 def bench_throughput(path: Path, rounds: int, train_rows: int) -> None:
@@ -234,6 +264,8 @@ def _s(values: list[float]) -> str:
 
 
 def _range(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "-"
     return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
@@ -241,6 +273,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each loading contender per round; a round's time is their median")
     parser.add_argument("--train-rows", type=int, default=20_000, help="rows of the train split in the throughput part")
     parser.add_argument("--skip-throughput", action="store_true", help="measure loading only")
     parser.add_argument("--formats", default="csv,parquet", help="the file formats to load, comma-separated")
@@ -249,12 +283,14 @@ def main() -> None:
                              "reclaimed pages by chance)")
     parser.add_argument("--resident-mib", type=int, default=1024,
                         help="memory each child writes and frees before its clock starts")
-    parser.add_argument("--omp-threads", default="1",
+    parser.add_argument("--omp-threads", default="unset",
                         help="OMP_NUM_THREADS of the loading children, which sets pyarrow's thread count ('unset': "
                              "pyarrow's default, every core)")
     args = parser.parse_args()
     if args.omp_threads != "unset" and not (args.omp_threads.isdigit() and int(args.omp_threads) > 0):
         parser.error(f"--omp-threads takes a positive number or 'unset', got {args.omp_threads!r}")
+    if args.repeats < 1:
+        parser.error(f"--repeats takes a positive number, got {args.repeats}")
     formats = args.formats.split(",")
     if not formats or any(fmt not in ("csv", "parquet") for fmt in formats):
         parser.error(f"--formats takes csv and/or parquet, comma-separated, got {args.formats!r}")
@@ -266,7 +302,7 @@ def main() -> None:
         print(f"{args.rows} rows x 20 columns + label written in {time.perf_counter() - started:.1f} s "
               f"(CSV {paths['csv'].stat().st_size / 2**20:.0f} MiB, Parquet {paths['parquet'].stat().st_size / 2**20:.0f} MiB)")
         chosen = {fmt: paths[fmt] for fmt in formats}
-        bench_loading(chosen, args.rounds, 0 if args.cold else args.resident_mib * 2**20, args.omp_threads)
+        bench_loading(chosen, args.rounds, args.repeats, 0 if args.cold else args.resident_mib * 2**20, args.omp_threads)
         if not args.skip_throughput:
             bench_throughput(paths["parquet"], args.rounds, args.train_rows)
 
