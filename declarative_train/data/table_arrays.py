@@ -82,8 +82,8 @@ def distinct_values(column: Any) -> tuple[list[str | None], np.ndarray]:
 
 
 def small_integers(columns: Sequence[Any], limit: int = 1 << 20) -> list[int] | None:
-    """The sorted distinct values of integer ``columns`` without missing values, counted rather than
-    hashed, when they lie in ``[0, limit)``; ``None`` for other columns (``limit=0``: only check the type)."""
+    """The sorted distinct values of integer ``columns`` without missing values, marked in an array
+    rather than hashed, when they lie in ``[0, limit)``; ``None`` for other columns (``limit=0``: only check the type)."""
     import pyarrow.compute as pc
     import pyarrow.types as pat
 
@@ -95,17 +95,21 @@ def small_integers(columns: Sequence[Any], limit: int = 1 << 20) -> list[int] | 
     ranges = [pc.min_max(c).as_py() for c in columns if len(c)]
     if not ranges or min(r["min"] for r in ranges) < 0 or max(r["max"] for r in ranges) >= limit:
         return None
-    size = max(r["max"] for r in ranges) + 1
-    counts = sum(value_counts(numpy_values(column), None, size) for column in columns)
-    return np.flatnonzero(counts).tolist()
+    seen = np.zeros(max(r["max"] for r in ranges) + 1, dtype=bool)
+    for column in columns:
+        mark_present(numpy_values(column), None, seen)
+    return np.flatnonzero(seen).tolist()
 
 
-def value_counts(values: np.ndarray, rows: np.ndarray | None, size: int) -> np.ndarray:
-    """How often each of ``0 .. size - 1`` is among ``values`` at ``rows`` (every row when ``None``),
-    counted :data:`SLICE` values at a time."""
-    counts = np.zeros(size, dtype=np.int64)
+def mark_present(values: np.ndarray, rows: np.ndarray | None, seen: np.ndarray) -> np.ndarray:
+    """Set ``seen[v]`` (a bool array) for each value ``v`` among ``values`` at ``rows`` (every row
+    when ``None``), counted :data:`SLICE` values at a time, and return ``seen``. Stops once every
+    entry is set: the rows left cannot change it (a column's categories are seen within its first
+    rows, as a rule)."""
     count = len(values) if rows is None else len(rows)
     for first in range(0, count, SLICE):
+        if seen.all():
+            break
         part = values[first:first + SLICE] if rows is None else values.take(rows[first:first + SLICE])
-        counts += np.bincount(part, minlength=size)
-    return counts
+        seen |= np.bincount(part, minlength=len(seen)).astype(bool)
+    return seen

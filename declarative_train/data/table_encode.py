@@ -20,9 +20,9 @@ from declarative_train.data.table_arrays import (
     SLICE,
     distinct_values,
     float_values,
+    mark_present,
     numpy_values,
     small_integers,
-    value_counts,
 )
 from declarative_train.data.table_matrix import assemble, code_type, standardize_into
 from declarative_train.data.table_read import OWNER
@@ -102,7 +102,9 @@ def fit_text(name: str, column: Any, train_rows: np.ndarray | None, max_categori
     ``None``) and the column's category index per row (-1: missing, or not a train category),
     written into ``out`` when given (of :func:`code_type` for ``max_categories``)."""
     values, index = distinct_values(column)
-    seen = value_counts(index, train_rows, len(values)) > 0
+    seen = np.zeros(len(values), dtype=bool)
+    seen[-1] = True  # the last value, missing, is no category: not looked for
+    mark_present(index, train_rows, seen)
     categories = sorted({v for v, s in zip(values, seen) if s and v is not None})
     if len(categories) > max_categories:
         raise ArgumentError(OWNER, "max_categories", f"is {max_categories}, text column {name!r} has "

@@ -12,14 +12,20 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 pa = pytest.importorskip("pyarrow")  # the [tables] extra; the torch-xla venv lacks it
+import pyarrow.compute as pc  # noqa: E402
 import pyarrow.csv as pa_csv  # noqa: E402
 import pyarrow.json  # noqa: E402, F401 - imported before a test hides pyarrow
 import pyarrow.parquet as pq  # noqa: E402
 
 from declarative_train.data import SklearnTable, TableData, table_csv  # noqa: E402
 from declarative_train.data import table as table_module  # noqa: E402
-from declarative_train.data.table_arrays import float_values  # noqa: E402
-from declarative_train.data.table_encode import MAX_AUTO_CLASSES, TargetCode, encode_target  # noqa: E402
+from declarative_train.data.table_arrays import float_values, small_integers  # noqa: E402
+from declarative_train.data.table_encode import (  # noqa: E402
+    MAX_AUTO_CLASSES,
+    TargetCode,
+    encode_target,
+    fit_text,
+)
 from declarative_train.data.table_read import read_table  # noqa: E402
 from declarative_train.data.table_splits import file_order  # noqa: E402
 from declarative_train.errors import ArgumentError, ConfigError  # noqa: E402
@@ -430,3 +436,25 @@ def test_a_parquet_column_that_cannot_be_read_names_the_file_setting(tmp_path: P
 def test_file_order_sorts_distinct_rows(size: int) -> None:
     rows = np.random.default_rng(size).permutation(size)[:size * 3 // 4]
     assert np.array_equal(file_order(rows, size), np.sort(rows))
+
+
+@pytest.mark.parametrize("dictionary", [False, True])  # CSV text, or Parquet's dictionary columns
+def test_categories_first_seen_late_or_only_outside_the_train_rows(dictionary: bool) -> None:
+    """The categories are looked for slice by slice and the search stops once every value is seen:
+    one that first occurs far into the train rows is a category, one outside them is not."""
+    rows = 200_000  # several slices
+    values = ["a" if i % 2 else "b" for i in range(rows)]
+    values[150_000], values[150_001], values[7] = "late", "held out", None
+    column = pa.chunked_array([pa.array(values)])
+    if dictionary:
+        column = pc.dictionary_encode(column)
+    train_rows = np.delete(np.arange(rows), 150_001)
+    code, codes = fit_text("t", column, train_rows, 10)
+    assert code.categories == ("a", "b", "late")
+    assert codes[150_000] == 2 and codes[150_001] == -1 and codes[7] == -1 and codes[0] == 1
+
+
+def test_small_integer_classes_are_every_value_of_every_column() -> None:
+    first, second = pa.chunked_array([pa.array([0, 2] * 40_000 + [5])]), pa.chunked_array([pa.array([1, 3])])
+    assert small_integers([first, second]) == [0, 1, 2, 3, 5]
+    assert small_integers([pa.chunked_array([pa.array([0, 1 << 21])])]) is None  # counted only in a small range
