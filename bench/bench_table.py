@@ -26,9 +26,9 @@
    a random order, and takes each contender's median of its runs; the time ratio is reported per
    round, and over single runs paired in order. pyarrow runs twice in each slot, the second run
    ("pyarrow again") as a control: its ratio to the first is what this machine's noise alone
-   makes of a ratio. One run each is too noisy to hold a 1.5x target to: the control's single
-   runs ranged 0.65-1.60x (pyarrow against itself), so one round in ten or so fails "1.5x" with no
-   difference at all; a round's median of 3 runs narrowed the control to 0.82-1.39x.
+   makes of a ratio. One run each is too noisy to hold a 1.5x target to: on this machine the
+   control's single runs (Parquet, pyarrow against itself) ranged 0.40-1.82x, 3 pairs of 48 over
+   1.5x with no difference at all; a round's median of 3 runs narrowed the control to 0.73-1.39x.
 2. Throughput: the default MLP trained on the encoded table's train split, batch 64, through
    the data module's loader (each batch's inputs made from the encoded columns when it is
    fetched) vs a hand-written loop over a plain ``DataLoader(TensorDataset)`` of the same inputs,
