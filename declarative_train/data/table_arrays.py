@@ -103,7 +103,7 @@ def small_integers(columns: Sequence[Any], limit: int = 1 << 20) -> list[int] | 
 
 def mark_present(values: np.ndarray, rows: np.ndarray | None, seen: np.ndarray) -> np.ndarray:
     """Set ``seen[v]`` (a bool array) for each value ``v`` among ``values`` at ``rows`` (every row
-    when ``None``), counted :data:`SLICE` values at a time, and return ``seen``. Stops once every
+    when ``None``), :data:`SLICE` values at a time, and return ``seen``. Stops once every
     entry is set: the rows left cannot change it (a column's categories are seen within its first
     rows, as a rule)."""
     count = len(values) if rows is None else len(rows)
