@@ -27,8 +27,9 @@
    round, and over single runs paired in order. pyarrow runs twice in each slot, the second run
    ("pyarrow again") as a control: its ratio to the first is what this machine's noise alone
    makes of a ratio. One run each is too noisy to hold a 1.5x target to: on this machine the
-   control's single runs (Parquet, pyarrow against itself) ranged 0.40-1.82x, 3 pairs of 48 over
-   1.5x with no difference at all; a round's median of 3 runs narrowed the control to 0.73-1.39x.
+   control's single runs (Parquet, pyarrow against itself, four benches) ranged 0.30-1.82x, 2-3
+   pairs of each 24-48 over 1.5x with no difference at all; a round's median of 3 runs narrowed
+   the control to 0.69-1.40x.
 2. Throughput: the default MLP trained on the encoded table's train split, batch 64, through
    the data module's loader (each batch's inputs made from the encoded columns when it is
    fetched) vs a hand-written loop over a plain ``DataLoader(TensorDataset)`` of the same inputs,
