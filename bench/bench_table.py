@@ -155,6 +155,8 @@ def write_tables(rows: int, folder: Path) -> dict[str, Path]:
 #: The loading contenders, each a kind of child run: pyarrow twice, its second run the control
 #: (what the machine's noise alone makes of a ratio).
 CONTENDERS = {"pyarrow": "pyarrow", "pyarrow again": "pyarrow", "read": "read", "table": "table"}
+#: The loading time target, as a ratio to pyarrow's.
+TIME_TARGET = 1.5
 
 
 def load(kind: str, path: Path, resident: int, omp_threads: str) -> dict[str, float]:
@@ -173,12 +175,11 @@ def bench_loading(paths: dict[str, Path], rounds: int, repeats: int, resident: i
     print(f"\nloading ({rounds} rounds of {repeats} runs of each contender, fresh processes, {memory}, "
           f"OMP_NUM_THREADS {threads}; medians, [min-max])")
     for fmt, path in paths.items():
-        # per contender, per round: its runs. "pyarrow again" is pyarrow once more: the control.
         runs: dict[str, list[list[dict[str, float]]]] = {kind: [[] for _ in range(rounds)] for kind in CONTENDERS}
-        for round_runs in range(rounds):
+        for index in range(rounds):  # per contender, per round: its runs
             for _ in range(repeats):
                 for kind in random.sample(list(CONTENDERS), len(CONTENDERS)):
-                    runs[kind][round_runs].append(load(CONTENDERS[kind], path, resident, omp_threads))
+                    runs[kind][index].append(load(CONTENDERS[kind], path, resident, omp_threads))
         every = {kind: [run for round_runs in by_round for run in round_runs] for kind, by_round in runs.items()}
         # a round's time of a contender: the median of its runs in that round
         by_round = {kind: [statistics.median(run["seconds"] for run in round_runs) for round_runs in values]
@@ -206,9 +207,9 @@ def bench_loading(paths: dict[str, Path], rounds: int, repeats: int, resident: i
               f"{' '.join(f'{r:.2f}' for r in control)}")
         single = [o["seconds"] / a["seconds"] for o, a in zip(every["table"], every["pyarrow"])]
         single_control = [o["seconds"] / a["seconds"] for o, a in zip(every["pyarrow again"], every["pyarrow"])]
-        print(f"           run pairs {_range(single)}x pyarrow's, {sum(r > 1.5 for r in single)} of {len(single)} "
-              f"over 1.5x; the control {_range(single_control)}x, {sum(r > 1.5 for r in single_control)} over "
-              f"1.5x (one run each, paired in order)")
+        print(f"           run pairs {_range(single)}x pyarrow's, {sum(r > TIME_TARGET for r in single)} of "
+              f"{len(single)} over {TIME_TARGET}x; the control {_range(single_control)}x, "
+              f"{sum(r > TIME_TARGET for r in single_control)} over {TIME_TARGET}x (one run each, paired in order)")
         faults = {kind: statistics.median(r["faults"] for r in values) for kind, values in every.items()}
         print(f"           faults    pyarrow {faults['pyarrow']:.0f}, read only {faults['read']:.0f}, "
               f"TableData {faults['table']:.0f} (minor page faults, medians)")
