@@ -147,8 +147,9 @@ def _worker(rank: int, world: int, init_file: str, scenario: str, folder: str, o
         SCENARIOS[scenario](Path(folder), Path(out))
         dist.barrier()  # leave together: a rank tearing gloo down while another still sends can abort
     finally:
-        # FSDP's modules sit in reference cycles that hold the group: freed at interpreter exit, they
-        # destroyed it there, and a rank aborted now and then ("terminate called without an active exception")
+        # A rank aborted now and then at exit ("terminate called without an active exception"). The
+        # likely cause: FSDP's modules sit in reference cycles that hold the group, which was then
+        # destroyed during interpreter teardown; leave_process_group collects them first.
         leave_process_group()
 
 
